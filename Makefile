@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install, run the embedded default pipeline (prints the results table)
+#   make test   - create .venv, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch that this machine's package index serves; an unpinned torch pulls CUDA.
+TORCH := torch==2.13.0
+EXTRAS := distill,compress,bench,dev
+
+.PHONY: install demo test test-all lint clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet '$(TORCH)'
+	$(PY) -m pip install --quiet '$(TORCH)' -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/edgeret demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ""
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf artifacts .pytest_cache

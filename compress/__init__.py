@@ -1,0 +1,8 @@
+"""edgeret.compress: pruning, ONNX export, quantisation and bundles.
+
+Needs the ``compress`` extra: ``pip install 'edgeret[compress]'``.
+"""
+
+from runtime._extras import require_extra
+
+require_extra("compress", ["onnx", "torch"])

@@ -1,0 +1,1 @@
+"""Torch model definitions shared by the teachers and the student."""

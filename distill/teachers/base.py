@@ -1,0 +1,123 @@
+"""The one interface every teacher implements, and helpers they share."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Image.Image | str | Path | np.ndarray
+
+
+class Teacher(abc.ABC):
+    """An embedding model whose outputs a student learns to reproduce.
+
+    Subclasses set ``id`` (a stable name that goes into cache metadata), ``dim`` and implement
+    the two ``_encode_*`` methods on one batch; batching, progress and normalisation live here.
+    """
+
+    id: str
+    dim: int
+    #: Instruction applied to texts when the caller passes none (document side).
+    default_instruction: str | None = None
+
+    @abc.abstractmethod
+    def _encode_text_batch(self, texts: list[str], instruction: str | None) -> np.ndarray:
+        """Embed one batch of texts; returns (len(texts), dim), not necessarily normalised."""
+
+    @abc.abstractmethod
+    def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed one batch of RGB PIL images; returns (len(images), dim)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that determines this teacher's embeddings (written into cache metadata)."""
+        return {"id": self.id, "dim": self.dim, "default_instruction": self.default_instruction}
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        instruction: str | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embed texts; returns an L2-normalised float32 array of shape (len(texts), dim).
+
+        ``instruction`` is the task instruction for queries; None means the document side
+        (``default_instruction``). Teachers without instructions ignore it.
+        """
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} is {type(text).__name__}, expected str")
+        chunks = [
+            self._encode_text_batch(batch, instruction)
+            for batch in _progress(iter_batches(texts, batch_size), len(texts), batch_size, progress, "texts")
+        ]
+        return _finish(chunks, self.dim)
+
+    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Embed images (PIL images, paths or HxWx3 uint8 arrays); L2-normalised float32 (N, dim)."""
+        images = list(images)
+        chunks = [
+            self._encode_image_batch([to_rgb(im) for im in batch])
+            for batch in _progress(iter_batches(images, batch_size), len(images), batch_size, progress, "images")
+        ]
+        return _finish(chunks, self.dim)
+
+
+def iter_batches(items: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:
+    """Yield consecutive slices of ``items`` of at most ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(items), batch_size):
+        yield list(items[start : start + batch_size])
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def to_rgb(image: ImageInput) -> Image.Image:
+    """Convert a path, array or PIL image of any mode to an RGB PIL image (alpha over white)."""
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as opened:
+            opened.load()
+            image = opened.copy()
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(f"image arrays must be uint8, got {image.dtype}")
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"unsupported image type {type(image).__name__}")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _progress(batches: Iterator[list[Any]], n_items: int, batch_size: int, enabled: bool, unit: str):
+    total = (n_items + batch_size - 1) // batch_size
+    return tqdm(batches, total=total, disable=not enabled, desc=f"embedding {n_items} {unit}", unit="batch")
+
+
+def _finish(chunks: list[np.ndarray], dim: int) -> np.ndarray:
+    if not chunks:
+        return np.zeros((0, dim), dtype=np.float32)
+    out = l2_normalize(np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks], axis=0))
+    if out.shape[1] != dim:
+        raise RuntimeError(f"teacher returned dim {out.shape[1]}, expected {dim}")
+    if not np.isfinite(out).all():
+        raise FloatingPointError("teacher produced non-finite embeddings")
+    return out

@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+
+from bench.datasets.openmoji import emojis
+from bench.datasets.render import render_emoji
+from bench.datasets.wordnet import wordnet_eval
+from bench.evaluate import evaluate_encoder
+from distill.teachers.standin import StandinTeacher, minilm_path
+
+
+def test_text_tower_matches_sentence_transformers(standin):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    texts = ["a grinning face", "flag: France", "draw air into, and expel out of, the lungs", ""]
+    reference = sentence_transformers.SentenceTransformer(str(minilm_path()), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    ours = standin.embed_texts(texts, batch_size=3)
+    assert ours.dtype == np.float32 and ours.shape == (4, 384)
+    assert np.abs(ours - reference).max() < 1e-5
+
+
+def test_image_embeddings_are_normalised_and_batch_independent(standin):
+    images = [render_emoji(e.text, 224) for e in emojis("test")[:5]]
+    together = standin.embed_images(images, batch_size=5)
+    alone = np.concatenate([standin.embed_images([im]) for im in images])
+    assert together.shape == (5, 384)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert np.abs(together - alone).max() < 1e-4
+
+
+def test_fitted_head_is_saved_with_its_report_and_reloads(standin, tmp_path):
+    report = standin.head_info
+    assert report["train_emoji"] == 40 and report["method"] in report["val"]
+    assert set(report["val"][report["method"]]) == {"t2i_recall@10", "i2t_recall@10", "mean"}
+    reloaded = StandinTeacher(head_path=standin.head_path, fit_if_missing=False)
+    image = [render_emoji(emojis("val")[0].text)]
+    assert np.array_equal(reloaded.embed_images(image), standin.embed_images(image))
+    assert reloaded.describe() == standin.describe()
+    assert json.dumps(standin.describe())  # cache metadata must be JSON
+
+
+def test_missing_head_without_fitting_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no fitted image head"):
+        StandinTeacher(head_path=tmp_path / "absent.safetensors", fit_if_missing=False)
+
+
+def test_text_retrieval_quality_on_a_wordnet_sample(standin):
+    metrics, ranked = evaluate_encoder(standin, wordnet_eval("test", sample=200))
+    assert ranked.shape == (200, 10)
+    assert metrics["recall@10"] > 0.5  # MiniLM finds most lemma strings from their definition

@@ -1,0 +1,42 @@
+"""The base install stays torch-free and stages name their extra when it is missing."""
+
+import subprocess
+import sys
+
+import pytest
+
+from runtime._extras import require_extra
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_runtime_and_cli_help_do_not_import_torch():
+    code = (
+        "import sys, runtime, runtime.preprocess, runtime.cli\n"
+        "runtime.cli.main(['--help'])\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
+    assert _run(code).strip().endswith("NO-TORCH")
+
+
+def test_dataset_and_metric_modules_are_torch_free():
+    code = (
+        "import sys, bench.datasets, bench.metrics, bench.evaluate, bench.datasets.wordnet\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
+    assert _run(code).strip() == "NO-TORCH"
+
+
+def test_missing_extra_names_the_extra():
+    with pytest.raises(ImportError, match=r"pip install 'edgeret\[distill\]'"):
+        require_extra("distill", ["surely_not_a_module_xyz"])
+
+
+def test_cli_reports_unknown_command(capsys):
+    from runtime.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    assert "unknown command" in capsys.readouterr().err
