@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RIDGE_PENALTIES = (1.0, 10.0, 100.0, 1000.0)
+RIDGE_PENALTIES = (10.0, 100.0, 1000.0, 3000.0, 10000.0)
 
 
 def _caption_targets(teacher: StandinTeacher, items: list[Emoji]) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -1,0 +1,46 @@
+"""`edgeret teacher-cache` end to end, with the real stand-in and a tiny GME."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.datasets.wordnet import synsets
+from distill.cache import CacheMismatchError, load_cache
+from distill.cli import main as teacher_cache
+from runtime.cli import main as edgeret
+from tests.distill.tiny_qwen2vl import build_tiny_qwen2vl
+
+
+def test_standin_cache_via_cli_is_reused_and_guarded(standin, tmp_path):
+    out = tmp_path / "cache"
+    args = ["--teacher", "standin", "--head-path", str(standin.head_path), "--data", "wordnet"]
+    assert edgeret(["teacher-cache", *args, "--limit", "6", "--out", str(out), "--no-progress"]) == 0
+    cache = load_cache(out)
+    first = synsets("all")[0]
+    assert cache.ids[0] == f"gloss:{first.key}" and len(cache) == 12 and cache.dim == 384
+    expected = standin.embed_texts([first.lemmas])[0]
+    assert np.abs(cache.rows([f"lemma:{first.key}"])[0] - expected).max() < 2e-3  # float16 storage
+    meta = json.loads((out / "cache_meta.json").read_text())
+    assert meta["teacher"]["id"] == standin.id and meta["corpus"]["name"] == "wordnet"
+    # same request again: nothing to do; another corpus in the same folder: refused
+    assert teacher_cache([*args, "--limit", "6", "--out", str(out), "--no-progress"])["items"] == 12
+    with pytest.raises(CacheMismatchError, match="corpus"):
+        teacher_cache([*args, "--limit", "7", "--out", str(out), "--no-progress"])
+
+
+def test_gme_cache_via_cli_on_a_tiny_qwen2vl(tmp_path):
+    model = build_tiny_qwen2vl(tmp_path / "tiny-gme")
+    out = tmp_path / "gme-cache"
+    summary = teacher_cache(
+        ["--teacher", "gme", "--model-path", str(model), "--data", "wordnet", "--limit", "4", "--out", str(out)]
+    )
+    cache = load_cache(out)
+    assert summary["items"] == 8 and cache.meta["teacher"]["id"].startswith("gme:")
+    norms = np.linalg.norm(cache.rows(cache.ids), axis=1)
+    assert np.allclose(norms, 1.0, atol=2e-3)
+
+
+def test_gme_needs_a_model_path():
+    with pytest.raises(ValueError, match="--model-path"):
+        teacher_cache(["--teacher", "gme", "--data", "wordnet", "--out", "/tmp/never-written"])
