@@ -57,11 +57,17 @@ class Teacher(abc.ABC):
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i} is {type(text).__name__}, expected str")
+        # Batch texts of similar length together (less padding), then restore the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
         chunks = [
             self._encode_text_batch(batch, instruction)
-            for batch in _progress(iter_batches(texts, batch_size), len(texts), batch_size, progress, "texts")
+            for batch in _progress(iter_batches(ordered, batch_size), len(texts), batch_size, progress, "texts")
         ]
-        return _finish(chunks, self.dim)
+        embeddings = _finish(chunks, self.dim)
+        restored = np.empty_like(embeddings)
+        restored[order] = embeddings
+        return restored
 
     def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Embed images (PIL images, paths or HxWx3 uint8 arrays); L2-normalised float32 (N, dim)."""
