@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 EXTRAS := distill,compress,bench,dev
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-all test-runtime-base lint clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -27,8 +27,17 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ""
 
+# The runtime on the base install alone (no torch, no extras), in its own fresh venv.
+test-runtime-base:
+	rm -rf .venv-base
+	$(PYTHON) -m venv .venv-base
+	.venv-base/bin/python -m pip install --quiet --upgrade pip
+	.venv-base/bin/python -m pip install --quiet . pytest
+	.venv-base/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None, 'torch leaked into the base install'"
+	.venv-base/bin/python -m pytest -q -p no:cacheprovider tests/runtime
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf artifacts .pytest_cache
+	rm -rf artifacts .pytest_cache .venv-base build

@@ -1,0 +1,350 @@
+"""hnswlib index with string ids, metadata filters, exact search and crash-safe persistence.
+
+* ids are strings; hnswlib labels are ints assigned here. Deleted labels are reused: a new item
+  takes the smallest free label, and hnswlib updates that (marked-deleted) element in place, so the
+  graph does not grow with churn. Re-adding an existing id replaces its vector and metadata.
+* capacity grows automatically (doubling); ``ef_search`` is saved and restored.
+* exact (brute-force numpy) search for collections of at most ``exact_threshold`` items, for
+  selective filters, or on request; results are identical in form to HNSW results.
+* thread-safe: searches share a readers-writer lock; add/delete/ef changes take it exclusively.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hnswlib
+import numpy as np
+
+from .errors import BundleError, UnknownIdError
+from .locks import RWLock
+from .persist import HNSW_FILE, META_FILE, SavedIndex, write_generation
+from .store import MetadataStore, check_metadata
+from .vectors import as_matrix, l2_normalise
+
+logger = logging.getLogger(__name__)
+
+SPACES = ("cosine", "ip", "l2")
+_MIN_CAPACITY = 1024
+
+
+def _hnsw_file_dim(path: Path) -> int:
+    """Vector dim recorded in an hnswlib file header (hnswlib itself does not check it on load).
+
+    The header starts with size_t offsetLevel0, max_elements, cur_element_count,
+    size_data_per_element, label_offset, offsetData; vectors are float32 of label_offset - offsetData bytes.
+    """
+    layout = "@6N"
+    with open(path, "rb") as handle:
+        header = handle.read(struct.calcsize(layout))
+    if len(header) < struct.calcsize(layout):
+        raise BundleError(f"{path}: too short to be an hnswlib index")
+    *_, label_offset, data_offset = struct.unpack(layout, header)
+    return (label_offset - data_offset) // 4
+
+
+class SearchResult(NamedTuple):
+    """One hit: the item's id, its similarity (higher is better) and its metadata."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] | None
+
+
+def check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
+    """Non-empty, unique strings (a single str is refused: pass a list)."""
+    if isinstance(ids, str | bytes):
+        raise TypeError(f"{what} must be a list of strings, not a single {type(ids).__name__}")
+    ids = list(ids)
+    for i, item in enumerate(ids):
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"{what}[{i}] must be a non-empty str, got {item!r}")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+        raise ValueError(f"duplicate ids in one call: {dupes[:10]}; nothing was changed")
+    return ids
+
+
+def check_metadata_list(metadata: Sequence[Any] | None, n: int) -> list[str | None]:
+    """Per-item metadata JSON (``None`` for all when ``metadata`` is None)."""
+    if metadata is None:
+        return [None] * n
+    if isinstance(metadata, Mapping) or len(metadata) != n:
+        raise ValueError(f"metadata must be a list with one dict (or None) per id ({n}), got {type(metadata).__name__}")
+    return [check_metadata(meta, f"metadata[{i}]") for i, meta in enumerate(metadata)]
+
+
+class VectorIndex:
+    """A mutable, searchable, saveable set of ``(id, vector, metadata)``.
+
+    ``capacity`` is the initial hnswlib allocation (it doubles as needed); ``threads`` the hnswlib
+    insert threads (``None``: all cores); ``seed`` hnswlib's level generator seed.
+    """
+
+    def __init__(
+        self, dim: int, *, space: str = "cosine", M: int = 16, ef_construction: int = 200, ef_search: int = 64,
+        exact_threshold: int = 2048, threads: int | None = None, seed: int = 100, capacity: int = _MIN_CAPACITY,
+    ) -> None:
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        self.dim, self.space, self.M, self.ef_construction = dim, space, M, ef_construction
+        self.exact_threshold, self.threads = exact_threshold, threads or -1
+        self._hnsw = hnswlib.Index(space=space, dim=dim)
+        self._hnsw.init_index(max_elements=max(1, capacity), M=M, ef_construction=ef_construction, random_seed=seed)
+        self._hnsw.set_ef(ef_search)
+        self._store = MetadataStore.new()
+        self._labels: dict[str, int] = {}
+        self._ids: dict[int, str] = {}
+        self._free: list[int] = []  # heap of reusable labels
+        self._next_label = 0
+        self._lock = RWLock()
+        self._save_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (labels, vectors) for exact search
+
+    @classmethod
+    def load(cls, saved: SavedIndex, *, exact_threshold: int = 2048, threads: int | None = None) -> VectorIndex:
+        """Open a saved generation (see :func:`runtime.persist.read_saved_index`)."""
+        meta = saved.meta
+        index = cls(meta["dim"], space=meta["space"], M=meta["M"], ef_construction=meta["ef_construction"],
+                    ef_search=meta["ef_search"], exact_threshold=exact_threshold, threads=threads)
+        stored_dim = _hnsw_file_dim(saved.hnsw_path)
+        if stored_dim != meta["dim"]:
+            raise BundleError(f"{saved.hnsw_path} holds {stored_dim}-d vectors but index.json says dim {meta['dim']}")
+        hnsw = hnswlib.Index(space=meta["space"], dim=meta["dim"])
+        try:
+            hnsw.load_index(str(saved.hnsw_path))
+        except RuntimeError as exc:
+            raise BundleError(f"{saved.hnsw_path}: hnswlib cannot load it ({exc})") from exc
+        hnsw.set_ef(meta["ef_search"])
+        index._hnsw, index._store = hnsw, MetadataStore.load(saved.meta_path)
+        index._labels = index._store.labels()
+        index._ids = {label: item for item, label in index._labels.items()}
+        index._next_label = int(meta["next_label"])
+        index._free = sorted(set(range(index._next_label)) - set(index._ids))
+        index._check_loaded(saved)
+        return index
+
+    def _check_loaded(self, saved: SavedIndex) -> None:
+        problems = []
+        if len(self._labels) != saved.meta["count"]:
+            problems.append(f"{len(self._labels)} ids in {META_FILE} but count {saved.meta['count']}")
+        if self._hnsw.element_count > self._next_label or any(label >= self._next_label for label in self._ids):
+            problems.append(f"labels beyond next_label {self._next_label}")
+        if not set(self._ids) <= set(self._hnsw.get_ids_list()):
+            problems.append(f"ids in {META_FILE} without a vector in {HNSW_FILE}")
+        if problems:
+            raise BundleError(f"index {saved.directory} is inconsistent: {'; '.join(problems)}")
+
+    # ---- read side -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._labels
+
+    def ids(self) -> list[str]:
+        """All ids, in label order."""
+        with self._lock.read():
+            return [self._ids[label] for label in sorted(self._ids)]
+
+    @property
+    def capacity(self) -> int:
+        return self._hnsw.get_max_elements()
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._hnsw.ef)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"ef_search must be a positive int, got {value!r}")
+        with self._lock.write():
+            self._hnsw.set_ef(value)
+
+    def label_of(self, item: str) -> int:
+        """The hnswlib label of an id (KeyError if unknown)."""
+        return self._labels[item]
+
+    def metadata(self, item: str) -> dict[str, Any] | None:
+        """Metadata of one id (:class:`UnknownIdError` if unknown)."""
+        with self._lock.read():
+            if item not in self._labels:
+                raise UnknownIdError([item], action="look up")
+            return self._store.metadata([self._labels[item]]).get(self._labels[item])
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of ``ids`` (normalised for cosine/ip spaces)."""
+        with self._lock.read():
+            unknown = [i for i in ids if i not in self._labels]
+            if unknown:
+                raise UnknownIdError(unknown, action="look up")
+            if not ids:
+                return np.empty((0, self.dim), dtype=np.float32)
+            return np.asarray(self._hnsw.get_items([self._labels[i] for i in ids]), dtype=np.float32)
+
+    def _prepare(self, vectors: Any, what: str = "vectors") -> np.ndarray:
+        matrix = as_matrix(vectors, self.dim, what)
+        return l2_normalise(matrix, what) if self.space in ("cosine", "ip") else matrix
+
+    def search(
+        self, vector: Any, k: int = 10, filter: Mapping[str, Any] | None = None, exact: bool | None = None
+    ) -> list[SearchResult]:
+        """The ``k`` nearest items to one query vector, best first.
+
+        ``exact=None`` searches exactly when the collection (or the filtered subset) has at most
+        ``exact_threshold`` items, otherwise with HNSW; ``True``/``False`` force either.
+        """
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        query = self._prepare(vector, "query vector")
+        if query.shape[0] != 1:
+            raise ValueError(f"search takes one query vector, got {query.shape[0]}")
+        with self._lock.read():
+            allowed = None if filter is None else self._store.filter_labels(filter)
+            live = len(self._labels) if allowed is None else len(allowed)
+            if live == 0:
+                return []
+            use_exact = exact if exact is not None else live <= self.exact_threshold
+            labels, scores = None, None
+            if not use_exact:
+                labels, scores = self._hnsw_search(query, min(k, live), allowed)
+            if labels is None:
+                labels, scores = self._exact_search(query[0], k, allowed)
+            hits = [(lb, float(s)) for lb, s in zip(labels, scores, strict=True) if lb in self._ids]
+            meta = self._store.metadata([lb for lb, _ in hits])
+            return [SearchResult(self._ids[lb], s, meta.get(lb)) for lb, s in hits]
+
+    def _score(self, distances: np.ndarray) -> np.ndarray:
+        return -distances if self.space == "l2" else 1.0 - distances
+
+    def _hnsw_search(
+        self, query: np.ndarray, k: int, allowed: list[int] | None
+    ) -> tuple[list[int] | None, np.ndarray | None]:
+        allowed_set = None if allowed is None else set(allowed)
+        try:
+            found, dist = self._hnsw.knn_query(query, k=k, num_threads=1,
+                                               filter=None if allowed_set is None else allowed_set.__contains__)
+        except RuntimeError:  # fewer than k reachable (deletions / selective filter): fall back to exact
+            logger.debug("hnswlib returned fewer than %d results; using exact search", k)
+            return None, None
+        return [int(x) for x in found[0]], self._score(dist[0])
+
+    def _exact_search(self, query: np.ndarray, k: int, allowed: list[int] | None) -> tuple[list[int], np.ndarray]:
+        if allowed is not None and len(allowed) * 2 < len(self._labels):
+            labels = np.asarray(allowed, dtype=np.int64)
+            matrix = np.asarray(self._hnsw.get_items(labels.tolist()), dtype=np.float32)
+        else:
+            labels, matrix = self._exact_cache()
+            if allowed is not None:
+                keep = np.isin(labels, np.asarray(allowed, dtype=np.int64))
+                labels, matrix = labels[keep], matrix[keep]
+        if self.space == "l2":
+            scores = -((matrix - query) ** 2).sum(axis=1)
+        else:
+            scores = matrix @ query
+        k = min(k, len(labels))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(labels) else np.arange(len(labels))
+        top = top[np.lexsort((labels[top], -scores[top]))]  # by score, ties by label: deterministic
+        return labels[top].tolist(), scores[top]
+
+    def _exact_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._cache_lock:
+            if self._cache is None:
+                labels = np.asarray(sorted(self._ids), dtype=np.int64)
+                matrix = np.asarray(self._hnsw.get_items(labels.tolist()), dtype=np.float32).reshape(-1, self.dim)
+                self._cache = (labels, matrix)
+            return self._cache
+
+    # ---- write side ------------------------------------------------------------------------
+    def add(self, ids: Sequence[str], vectors: Any, metadata: Sequence[Any] | None = None) -> None:
+        """Add (or replace) items. All inputs are checked first; on any error nothing changes."""
+        ids = check_ids(ids)
+        matrix = self._prepare(vectors)
+        if matrix.shape[0] != len(ids):
+            raise ValueError(f"{len(ids)} ids but {matrix.shape[0]} vectors")
+        metas = check_metadata_list(metadata, len(ids))
+        if not ids:
+            return
+        with self._lock.write():
+            labels, fresh = self._assign(ids)
+            try:
+                self._ensure_capacity(sum(1 for label in fresh if label >= self._hnsw.element_count))
+                self._store.write(
+                    list(zip(labels, ids, metas, strict=True)), deletes=[],
+                    then=lambda: self._hnsw.add_items(matrix, labels, num_threads=self.threads),
+                )
+            except BaseException:
+                self._release(fresh)
+                raise
+            for item, label in zip(ids, labels, strict=True):
+                self._labels[item], self._ids[label] = label, item
+            self._cache = None
+
+    def _assign(self, ids: list[str]) -> tuple[list[int], list[int]]:
+        """Labels for ids: existing ones keep theirs, new ones take free labels, then fresh ones."""
+        labels, fresh = [], []
+        for item in ids:
+            label = self._labels.get(item)
+            if label is None:
+                label = heapq.heappop(self._free) if self._free else self._next_label
+                self._next_label = max(self._next_label, label + 1)
+                fresh.append(label)
+            labels.append(label)
+        return labels, fresh
+
+    def _release(self, labels: list[int]) -> None:
+        """Return labels of a failed add to the free heap (marking any that reached hnswlib deleted)."""
+        for label in labels:
+            try:
+                self._hnsw.mark_deleted(label)
+            except RuntimeError:
+                pass
+            heapq.heappush(self._free, label)
+
+    def _ensure_capacity(self, extra: int) -> None:
+        needed = self._hnsw.element_count + extra
+        if needed > self._hnsw.get_max_elements():
+            new = max(needed, 2 * self._hnsw.get_max_elements())
+            logger.debug("resizing index %d -> %d", self._hnsw.get_max_elements(), new)
+            self._hnsw.resize_index(new)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove items; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
+        if isinstance(ids, str | bytes):
+            raise TypeError("ids must be a list of strings, not a single string")
+        ids = list(dict.fromkeys(ids))
+        with self._lock.write():
+            unknown = [item for item in ids if item not in self._labels]
+            if unknown:
+                raise UnknownIdError(unknown)
+            labels = [self._labels[item] for item in ids]
+            self._store.write([], deletes=labels)
+            for item, label in zip(ids, labels, strict=True):
+                self._hnsw.mark_deleted(label)
+                del self._labels[item], self._ids[label]
+                heapq.heappush(self._free, label)
+            self._cache = None
+
+    # ---- persistence -----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The fields written to ``index.json`` (and mirrored into the manifest)."""
+        return {"space": self.space, "dim": self.dim, "M": self.M, "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search, "count": len(self._labels), "next_label": self._next_label}
+
+    def save(self, index_dir: str | Path) -> SavedIndex:
+        """Atomically write a new generation under ``index_dir`` (searches continue meanwhile)."""
+        with self._save_lock, self._lock.read():
+            def writer(folder: Path) -> None:
+                self._hnsw.save_index(str(folder / HNSW_FILE))
+                self._store.save(folder / META_FILE)
+
+            return write_generation(index_dir, writer, self.config())

@@ -1,0 +1,123 @@
+"""Text tower: ``tokenizer.json`` (HF ``tokenizers``) + an ONNX encoder -> L2-normalised embeddings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ._progress import progress_bar
+from .errors import BundleError
+from .sessions import check_io, create_session, input_dtype
+from .vectors import l2_normalise
+
+logger = logging.getLogger(__name__)
+
+_PAD_TOKENS = ("[PAD]", "<pad>", "<|endoftext|>")
+
+
+def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    """A list of non-empty strings, or a ValueError/TypeError naming the first bad item."""
+    if isinstance(texts, str | bytes):
+        raise TypeError(f"{what} must be a list of strings, not a single {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{i}] is a {type(text).__name__}, not a str")
+        if not text.strip():
+            raise ValueError(f"{what}[{i}] is empty or whitespace-only; there is nothing to embed")
+    return texts
+
+
+def load_tokenizer(path: str | Path, max_length: int) -> tuple[Tokenizer, int]:
+    """Tokenizer from ``tokenizer.json`` truncating at ``max_length`` (padding off); and its pad id."""
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception subclasses
+        raise BundleError(f"{Path(path).name}: cannot load tokenizer ({exc})") from exc
+    pad_id = (tokenizer.padding or {}).get("pad_id")
+    if pad_id is None:
+        pad_id = next((tokenizer.token_to_id(t) for t in _PAD_TOKENS if tokenizer.token_to_id(t) is not None), 0)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer, int(pad_id)
+
+
+class TextEncoder:
+    """Tokenise, pad per batch, run the ONNX text tower, L2-normalise.
+
+    The graph takes ``input_ids``/``attention_mask`` (and optionally ``token_type_ids``), named as
+    in the manifest's ``inputs`` role -> name map, and returns ``(batch, dim)`` under ``output``.
+    """
+
+    def __init__(
+        self, session: ort.InferenceSession, tokenizer: Tokenizer, *, inputs: Mapping[str, str], output: str,
+        max_length: int, dim: int, pad_id: int = 0,
+    ) -> None:
+        check_io(session, inputs, output, dim, "text encoder")
+        self.session, self.tokenizer = session, tokenizer
+        self.inputs, self.output = dict(inputs), output
+        self.max_length, self.dim, self.pad_id = max_length, dim, pad_id
+        self._dtypes = {role: input_dtype(session, name) for role, name in self.inputs.items()}
+
+    @classmethod
+    def from_spec(cls, root: Path, spec: Mapping[str, Any], dim: int, **session_kwargs: Any) -> TextEncoder:
+        """Build from a manifest's ``text_encoder`` section; ``session_kwargs`` go to :func:`create_session`."""
+        tokenizer, pad_id = load_tokenizer(root / spec["tokenizer"], int(spec["max_length"]))
+        session = create_session(root / spec["file"], **session_kwargs)
+        return cls(session, tokenizer, inputs=spec["inputs"], output=spec["output"],
+                   max_length=int(spec["max_length"]), dim=dim, pad_id=pad_id)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to ``max_length`` (a warning names how many were cut)."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        cut = [i for i, enc in enumerate(encodings) if enc.overflowing]
+        if cut:
+            logger.warning(
+                "%d text(s) longer than max_length=%d tokens were truncated (first: texts[%d])",
+                len(cut), self.max_length, cut[0],
+            )
+        return [enc.ids for enc in encodings]
+
+    def _feed(self, ids: list[list[int]]) -> dict[str, np.ndarray]:
+        longest = max(len(row) for row in ids)
+        input_ids = np.full((len(ids), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
+        for row, tokens in enumerate(ids):
+            input_ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+        return {name: arrays[role].astype(self._dtypes[role], copy=False) for role, name in self.inputs.items()}
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """``(n, dim)`` float32 L2-normalised embeddings of ``texts`` (non-empty strings)."""
+        texts = check_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenize(texts)
+        order = np.argsort([len(row) for row in ids], kind="stable")  # similar lengths share a batch
+        with progress_bar(progress, total=len(texts), desc="texts", unit="text") as bar:
+            for start in range(0, len(texts), batch_size):
+                rows = order[start : start + batch_size]
+                (emb,) = self.session.run([self.output], self._feed([ids[r] for r in rows]))
+                out[rows] = _checked(emb, len(rows), self.dim, "text encoder")
+                bar.update(len(rows))
+        return out
+
+
+def _checked(emb: np.ndarray, rows: int, dim: int, name: str) -> np.ndarray:
+    """Encoder output as normalised float32, or a clear error if its shape or values are wrong."""
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.shape != (rows, dim):
+        raise BundleError(f"{name}: output has shape {emb.shape}, expected {(rows, dim)}")
+    if not np.isfinite(emb).all():
+        raise ValueError(f"{name} produced NaN or infinite embeddings")
+    return l2_normalise(emb, what=f"{name} output")
