@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path("artifacts"), help="where stage outputs go")
     parser.add_argument("--results", type=Path, default=Path("bench/results"), help="where result tables go")
     parser.add_argument("--augment-copies", type=int, default=4, help="augmented renders per train emoji")
+    parser.add_argument("--wordnet-train", type=int, default=8000, help="WordNet train synsets to cache")
     parser.add_argument("--limit", type=int, help="only the first N items per split (a quick smoke run)")
     parser.add_argument("--force", action="store_true", help="recompute every stage")
     return parser
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     for data in ("openmoji", "wordnet"):
         start = _stage(f"teacher cache: {data}")
-        corpus = build_corpus(data, augment_copies=args.augment_copies, limit=args.limit)
+        corpus = build_corpus(
+            data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.wordnet_train
+        )
         cache = build_cache(teacher, corpus, args.work_dir / "cache" / f"{teacher.id}--{data}", force=args.force)
         timings[f"cache_{data}"] = time.time() - start
         logger.info("  %d x %d in %.0f s", len(cache), cache.dim, timings[f"cache_{data}"])

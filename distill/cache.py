@@ -294,6 +294,8 @@ def _embed_items(
     for row, item in enumerate(items):
         groups.setdefault((item.kind, item.instruction), []).append(row)
     for (kind, instruction), rows in groups.items():
+        if kind == "text":  # texts of similar length share a batch: much less padding
+            rows = sorted(rows, key=lambda r: len(items[r].text or ""))
         for batch in cio.chunks(rows, batch_size):
             payload = [items[r].load() for r in batch]
             if kind == "text":

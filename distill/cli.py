@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="cache folder")
     parser.add_argument("--augment-copies", type=int, default=4, help="augmented renders per train emoji")
     parser.add_argument("--limit", type=int, help="only the first N items of each split (quick runs)")
+    parser.add_argument("--max-train", type=int, help="WordNet: a seeded sample of N train synsets")
     parser.add_argument("--shard-size", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="discard an existing cache and rebuild")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         if torch.cuda.is_available():
             teacher_kwargs["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
     teacher = load_teacher(args.teacher, model_path=args.model_path, **teacher_kwargs)
-    corpus = build_corpus(args.data, augment_copies=args.augment_copies, limit=args.limit)
+    corpus = build_corpus(args.data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.max_train)
     start = time.time()
     cache = build_cache(
         teacher,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bench.datasets import QUERY_INSTRUCTIONS
 from bench.datasets.augment import augmented_items
+from bench.datasets.evalset import sample_keys
 from bench.datasets.items import Corpus
 from bench.datasets.openmoji import SPLIT_FRACTIONS, SPLIT_SEED, caption_items, emojis, image_item
 from bench.datasets.wordnet import SUBSET_PATH, gloss_item, lemma_item, synsets
@@ -44,20 +45,32 @@ def openmoji_corpus(augment_copies: int = 4, seed: int = 0, size: int = 224, lim
     return Corpus("openmoji", items, meta)
 
 
-def wordnet_corpus(limit: int | None = None) -> Corpus:
-    """Glosses (with the t2t query instruction) and lemma strings of the shipped WordNet subset."""
-    chosen = synsets("all")[:limit]
+def wordnet_corpus(limit: int | None = None, max_train: int | None = None, seed: int = 0) -> Corpus:
+    """Glosses (with the t2t query instruction) and lemma strings of the shipped WordNet subset.
+
+    ``max_train`` keeps a seeded random sample of that many train synsets (val and test stay
+    whole); ``limit`` keeps only the first ``limit`` synsets of each split (quick runs and tests).
+    """
+    train = synsets("train")
+    keep = set(sample_keys([s.key for s in train], max_train, seed))
+    train = [s for s in train if s.key in keep]
+    chosen = sorted([*train[:limit], *synsets("val")[:limit], *synsets("test")[:limit]], key=lambda s: s.key)
     items = [gloss_item(s, QUERY_INSTRUCTIONS["t2t"]) for s in chosen] + [lemma_item(s) for s in chosen]
-    meta = {"source": "wordnet", "subset_file": SUBSET_PATH.name, "limit": limit, "synsets": len(chosen)}
+    meta = {
+        "source": "wordnet", "subset_file": SUBSET_PATH.name, "limit": limit, "max_train": max_train,
+        "sample_seed": seed, "synsets": len(chosen),
+    }
     return Corpus("wordnet", items, meta)
 
 
-def build_corpus(name: str, augment_copies: int = 4, seed: int = 0, limit: int | None = None) -> Corpus:
-    """A corpus by name ('openmoji' or 'wordnet')."""
+def build_corpus(
+    name: str, augment_copies: int = 4, seed: int = 0, limit: int | None = None, max_train: int | None = None
+) -> Corpus:
+    """A corpus by name ('openmoji' or 'wordnet'); ``max_train`` applies to WordNet only."""
     if name == "openmoji":
         return openmoji_corpus(augment_copies=augment_copies, seed=seed, limit=limit)
     if name == "wordnet":
-        return wordnet_corpus(limit=limit)
+        return wordnet_corpus(limit=limit, max_train=max_train, seed=seed)
     raise ValueError(f"unknown corpus {name!r}; choose from {CORPORA}")
 
 
