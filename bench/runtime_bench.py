@@ -1,0 +1,176 @@
+"""Runtime benchmark: end-to-end query latency on a large index, cold start, peak RSS, concurrency soak.
+
+``edgeret runtime-bench BUNDLE [--items 100000]`` writes ``bench/results/runtime.json`` and
+``runtime.md``. The index is filled with random unit vectors (latency and memory depend on the
+count and dim, not on the content); queries are real WordNet glosses and rendered emoji, encoded by
+the bundle's own encoders, so a query's time includes tokenising / preprocessing, the ONNX encoder
+and the HNSW search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .report import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+
+logger = logging.getLogger(__name__)
+
+_COLD_START = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from runtime.retriever import Retriever
+r = Retriever.open(sys.argv[1], threads=1, verify=sys.argv[2] if sys.argv[2] != "True" else True)
+hits = r.search(text="a small yellow fruit", k=10)
+t1 = time.perf_counter()
+for q in ["red heart", "a cat face", "the national flag of France"] * 30:
+    r.search(text=q, k=10)
+print(json.dumps({"cold_start_ms": (t1 - t0) * 1e3, "items": len(r), "torch_imported": "torch" in sys.modules,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples_ms)
+    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "n": len(arr)}
+
+
+def _random_unit(n: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def fill_index(retriever, items: int, chunk: int = 20000, seed: int = 0) -> float:
+    """Add ``items`` random unit vectors; returns seconds."""
+    start = time.perf_counter()
+    for lo in range(0, items, chunk):
+        n = min(chunk, items - lo)
+        retriever.add_embeddings([f"rand-{lo + i}" for i in range(n)], _random_unit(n, retriever.dim, seed + lo))
+    return time.perf_counter() - start
+
+
+def time_queries(retriever, queries: list, kind: str, warmup: int = 10) -> dict[str, float]:
+    """Per-query end-to-end latency (encode + search) for text or image queries."""
+    for q in queries[:warmup]:
+        retriever.search(**{kind: q}, k=10)
+    samples = []
+    for q in queries:
+        start = time.perf_counter()
+        retriever.search(**{kind: q}, k=10)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return _percentiles(samples)
+
+
+def cold_start(bundle: Path, verify: str) -> dict:
+    """Import + open + first query in a fresh process (OS file cache warm), with its peak RSS."""
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD_START, str(bundle), verify], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def soak(retriever, texts: list[str], writers_items: int, searchers: int = 8) -> dict:
+    """``searchers`` threads search while one thread adds ``writers_items`` texts; count errors and losses."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    searches = [0] * searchers
+
+    def search_loop(slot: int) -> None:
+        rng = np.random.default_rng(slot)
+        while not stop.is_set():
+            try:
+                retriever.search(text=texts[int(rng.integers(len(texts)))], k=10)
+                searches[slot] += 1
+            except BaseException as exc:  # noqa: BLE001 - any failure counts
+                errors.append(exc)
+
+    threads = [threading.Thread(target=search_loop, args=(i,)) for i in range(searchers)]
+    for t in threads:
+        t.start()
+    ids = [f"soak-{i}" for i in range(writers_items)]
+    start = time.perf_counter()
+    try:
+        for lo in range(0, writers_items, 256):
+            batch = ids[lo : lo + 256]
+            retriever.add_texts(batch, [f"{texts[(lo + j) % len(texts)]} #{lo + j}" for j in range(len(batch))])
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
+    seconds = time.perf_counter() - start
+    stop.set()
+    for t in threads:
+        t.join()
+    missing = [i for i in ids if i not in retriever]
+    return {"searchers": searchers, "added": writers_items, "add_seconds": seconds, "searches": sum(searches),
+            "errors": len(errors), "first_error": repr(errors[0]) if errors else None, "missing_ids": len(missing)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeret runtime-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--items", type=int, default=100_000, help="index size")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--soak-items", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--name", default="runtime", help="results file stem")
+    return parser
+
+
+def _queries(n: int, image_size: int) -> tuple[list[str], list]:
+    from bench.datasets.openmoji import emojis
+    from bench.datasets.render import render_emoji
+    from bench.datasets.wordnet import synsets
+
+    texts = [s.gloss for s in synsets("test")[:n]]
+    images = [render_emoji(e.text, image_size) for e in emojis("test")[: max(20, n // 4)]]
+    return texts, images
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run every measurement on a temporary copy of the bundle; returns the results."""
+    args = build_parser().parse_args(argv)
+    from runtime.retriever import Retriever
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        shutil.copytree(args.bundle, bundle)
+        retriever = Retriever.open(bundle, threads=1)
+        texts, images = _queries(args.queries, 224)
+        build_s = fill_index(retriever, args.items)
+        logger.info("index of %d built in %.1f s", args.items, build_s)
+        text_lat = time_queries(retriever, texts, "text")
+        image_lat = time_queries(retriever, images, "image") if retriever.image_encoder else None
+        retriever.save()
+        cold = {mode: cold_start(bundle, mode) for mode in ("size", "True")}
+        soak_result = soak(Retriever.open(bundle, threads=1, verify="size"), texts, args.soak_items)
+    result = {
+        "command": invocation("edgeret runtime-bench", argv), "created": now_iso(),
+        "machine": machine_info([1]), "versions": package_versions(), "bundle": str(args.bundle),
+        "items": args.items, "dim": retriever.dim, "index_build_s": build_s,
+        "text_query": text_lat, "image_query": image_lat, "cold_start": cold, "soak": soak_result,
+    }
+    write_json(args.out / f"{args.name}.json", result)
+    rows = [
+        {"measure": "text query (tokenise+encode+search), 1 thread", "value": f"p50 {text_lat['p50_ms']:.2f} ms, "
+         f"p95 {text_lat['p95_ms']:.2f} ms"},
+        {"measure": "image query (preprocess+encode+search), 1 thread", "value": "–" if not image_lat else
+         f"p50 {image_lat['p50_ms']:.2f} ms, p95 {image_lat['p95_ms']:.2f} ms"},
+        {"measure": f"index build ({args.items} x {retriever.dim})", "value": f"{build_s:.1f} s"},
+        *({"measure": f"cold start, verify={m}", "value": f"{c['cold_start_ms']:.0f} ms, peak RSS "
+           f"{c['peak_rss_mb']:.0f} MB"} for m, c in cold.items()),
+        {"measure": "soak (8 searchers + 1 writer)", "value": f"{soak_result['errors']} errors, "
+         f"{soak_result['missing_ids']} missing of {soak_result['added']}, {soak_result['searches']} searches"},
+    ]
+    table = markdown_table(rows, ["measure", "value"])
+    (args.out / f"{args.name}.md").write_text(f"`{result['command']}`\n\n{table}\n", encoding="utf-8")
+    print(table)
+    return result
