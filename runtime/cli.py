@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "demo": ("bench.demo", "the embedded default pipeline, end to end", "distill"),
     "index": ("runtime.cli_index", "embed images or texts into a bundle's index", None),
     "search": ("runtime.cli_search", "search a bundle's index with a text or an image", None),
+    "bench": ("bench.compare", "teacher and student variants side by side: accuracy vs latency", "bench"),
     "runtime-bench": ("bench.runtime_bench", "query latency, cold start, RSS and soak of a bundle", "bench"),
 }
 
