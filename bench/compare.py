@@ -32,11 +32,9 @@ TASK_SETS = {"t2i": "openmoji-test-t2i", "i2t": "openmoji-test-i2t", "t2t": "wor
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "teacher_overlap@10")
 
 
-def teacher_memo(cache_dirs: list[Path], uses_instructions: bool) -> dict:
-    """Teacher embeddings from its caches, keyed like ``bench.evaluate.embed_items``'s memo.
-
-    For a teacher without instructions (the stand-in) a row serves any instruction.
-    """
+def teacher_memo(cache_dirs: list[Path]) -> dict:
+    """Embeddings from the caches of an instruction-free teacher (the stand-in), keyed like
+    ``bench.evaluate.embed_items``'s memo: each row serves the item under any instruction."""
     from distill.cache import load_cache
 
     from .datasets import QUERY_INSTRUCTIONS
@@ -45,9 +43,8 @@ def teacher_memo(cache_dirs: list[Path], uses_instructions: bool) -> dict:
     for cache_dir in cache_dirs:
         cache = load_cache(cache_dir)
         rows = cache.rows(cache.ids)
-        instructions = {None, *QUERY_INSTRUCTIONS.values()} if not uses_instructions else {None}
         for item_id, row in zip(cache.ids, rows, strict=True):
-            for instruction in instructions:
+            for instruction in {None, *QUERY_INSTRUCTIONS.values()}:
                 memo[(item_id, instruction)] = row
     return memo
 
@@ -147,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     evalsets = {task: load_eval(name) for task, name in TASK_SETS.items()}
     texts, images = latency_queries()
     teacher = StandinTeacher(head_path=args.head_path, fit_if_missing=False)
-    memo = teacher_memo(args.teacher_cache, uses_instructions=False) if args.teacher_cache else {}
+    memo = teacher_memo(args.teacher_cache) if args.teacher_cache else {}
     rows, reference = accuracy_rows("teacher-torch", teacher, evalsets, None, memo)
     teacher_cost = cost_of(lambda n: (torch.set_num_threads(n), teacher)[1], texts, images)
     for row in rows:

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("  %d x %d in %.0f s", len(cache), cache.dim, timings[f"cache_{data}"])
 
     start = _stage("teacher quality on held-out splits")
-    teacher_quality(["--out", str(args.results), "--head-path", str(head)], teacher=teacher)
+    caches = [str(args.work_dir / "cache" / f"{teacher.id}--{data}") for data in ("openmoji", "wordnet")]
+    teacher_quality(["--out", str(args.results), "--head-path", str(head), "--teacher-cache", *caches], teacher=teacher)
     timings["teacher_quality"] = time.time() - start
     logger.info("stage seconds: %s", {k: round(v, 1) for k, v in timings.items()})
     return {"seconds": timings}

@@ -27,9 +27,14 @@ DEFAULT_SETS = (
 COLUMNS = ["dataset", "task", "queries", "corpus", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
 
 
-def measure_teacher(teacher, sets: tuple[str, ...] = DEFAULT_SETS, progress: bool = True) -> list[dict]:
-    """Evaluate ``teacher`` on each named eval set; embeddings shared across sets are computed once."""
-    memo: dict = {}
+def measure_teacher(
+    teacher, sets: tuple[str, ...] = DEFAULT_SETS, progress: bool = True, memo: dict | None = None
+) -> list[dict]:
+    """Evaluate ``teacher`` on each named eval set; embeddings shared across sets are computed once.
+
+    ``memo`` may hold embeddings already computed (e.g. from the teacher's cache).
+    """
+    memo = {} if memo is None else memo
     rows = []
     for name in sets:
         evalset = load_eval(name)
@@ -55,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head-path", type=Path, help="stand-in image head file (fitted there if missing)")
     parser.add_argument("--model-path", help="local GME folder (for --teacher gme)")
     parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), help="evaluation sets to run")
+    parser.add_argument("--teacher-cache", type=Path, nargs="*", default=[], help="reuse these teacher caches")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     return parser
 
@@ -66,7 +72,12 @@ def main(argv: list[str] | None = None, teacher=None) -> list[dict]:
         from distill.teachers import load_teacher
 
         teacher = load_teacher(args.teacher, model_path=args.model_path, head_path=args.head_path)
-    rows = measure_teacher(teacher, tuple(args.sets))
+    memo = None
+    if args.teacher_cache and args.teacher == "standin":  # GME's query instructions are not in its cache
+        from .compare import teacher_memo
+
+        memo = teacher_memo(args.teacher_cache)
+    rows = measure_teacher(teacher, tuple(args.sets), memo=memo)
     table = markdown_table(rows, COLUMNS)
     result = {
         "command": invocation("edgeret teacher-quality", argv),
