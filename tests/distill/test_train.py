@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+
+from distill.cache import build_cache
+from distill.corpora import build_corpus
+from distill.student import load_student
+from distill.train import load_preset, main, student_config
+from tests.distill.fake_teacher import FakeTeacher
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    """Tiny openmoji and wordnet caches from a cheap deterministic teacher."""
+    root = tmp_path_factory.mktemp("caches")
+    teacher = FakeTeacher(dim=64)
+    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
+    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
+    return root
+
+
+def _args(caches, out, *extra):
+    return ["--preset", "tiny", "--openmoji-cache", str(caches / "om"), "--wordnet-cache", str(caches / "wn"),
+            "--out", str(out), "--no-progress", *extra]
+
+
+def test_tiny_preset_trains_end_to_end_and_resumes_after_an_interruption(caches, tmp_path):
+    straight = main(_args(caches, tmp_path / "a"))
+    assert straight["finished"] and straight["epochs_done"] == 2
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "preprocessor.json", "train_report.json"} <= names
+    student = load_student(tmp_path / "a")
+    assert student.config.dim == 64 and student.config.matryoshka_dims == [32, 64]
+    assert student.preprocessor.size == 64
+    steps = [h["total"] for h in straight["history"] if "total" in h]
+    assert len(steps) == straight["global_step"] >= 4
+    assert np.mean(steps[-2:]) < np.mean(steps[:2])  # the loss goes down
+    epochs = [h for h in straight["history"] if "val_score" in h]
+    assert len(epochs) == 2 and straight["best_val_score"] == max(h["val_score"] for h in epochs)
+    assert json.loads((tmp_path / "a" / "train_report.json").read_text())["global_step"] == straight["global_step"]
+
+    first = main(_args(caches, tmp_path / "b", "--stop-after-steps", "3"))
+    assert not first["finished"] and first["global_step"] == 3
+    with pytest.raises(ValueError, match="another preset"):
+        main(_args(caches, tmp_path / "b", "--set", "loss.affinity=0"))
+    resumed = main(_args(caches, tmp_path / "b"))
+    assert resumed["finished"] and resumed["global_step"] == straight["global_step"]
+    texts = ["red apple", "flag: France"]
+    assert np.allclose(load_student(tmp_path / "a").embed_texts(texts), load_student(tmp_path / "b").embed_texts(texts),
+                       atol=1e-5)
+    assert resumed["best_val_score"] == pytest.approx(straight["best_val_score"])
+
+
+def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
+    from bench.datasets.wordnet import wordnet_eval
+    from distill.cache import load_cache
+    from distill.evaluation import evaluate_sets
+
+    main(_args(caches, tmp_path / "e", "--set", "train.epochs=1"))
+    student = load_student(tmp_path / "e")
+    cache = load_cache(caches / "wn")
+    present = [s for s in wordnet_eval("train").queries if s.id in set(cache.ids)][:20]
+    evalset = wordnet_eval("train", sample=None)
+    evalset.queries = present
+    keys = {q.id.split(":")[1] for q in present}
+    evalset.corpus = [c for c in evalset.corpus if c.id.split(":")[1] in keys]
+    rows = evaluate_sets(student, [evalset], [cache]) + evaluate_sets(student, [evalset], [cache], dim=32)
+    t_q = cache.rows([q.id for q in evalset.queries])
+    t_c = cache.rows([c.id for c in evalset.corpus])
+    best = (t_q @ t_c.T).argmax(1)
+    top1 = [evalset.corpus[j].id in evalset.relevant[q.id] for q, j in zip(evalset.queries, best, strict=True)]
+    assert rows[0]["teacher"]["recall@1"] == pytest.approx(np.mean(top1))
+    assert 0.0 <= rows[0]["student"]["teacher_overlap@10"] <= 1.0
+    assert "student_query_teacher_corpus" in rows[0] and rows[1]["dim"] == 32
+
+
+def test_presets_and_overrides():
+    preset = load_preset("default", ["loss.affinity=0", "train.epochs=2", "student.text.layers=3"])
+    assert preset["loss"]["affinity"] == 0 and preset["train"]["epochs"] == 2
+    assert preset["student"]["text"]["layers"] == 3
+    for name in ("tiny", "default", "large"):
+        config = student_config(load_preset(name), dim=384, teacher_id="t")
+        assert config.dim == 384 and config.matryoshka_dims[-1] == 384
+    with pytest.raises(FileNotFoundError, match="known presets"):
+        load_preset("nope")
