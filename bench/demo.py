@@ -1,18 +1,30 @@
 """``edgeret demo``: the embedded default, end to end, on the offline data.
 
-Today: data -> stand-in teacher (image head fitted on the train split) -> teacher caches for
-OpenMoji and WordNet -> the teacher's held-out quality table. Later stages (distil, compress,
-index, bench) join as they land. Every stage reuses its outputs unless ``--force``.
+data -> stand-in teacher (image head fitted on the train split) -> teacher caches (OpenMoji, WordNet)
+-> teacher quality -> distil the default student -> compress (fp32, pruned, INT8, INT4 bundles)
+-> index test emoji into the INT8 bundle and search it -> bench (the accuracy/latency table).
+Every stage reuses its outputs in ``--work-dir`` unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: bundle name -> compress arguments
+BUNDLES = {
+    "student-fp32": ["--quant", "fp32"],
+    "student-pruned": ["--quant", "fp32", "--prune", "0.25", "--recovery-steps", "150"],
+    "student-int8": ["--quant", "int8"],
+    "student-int4": ["--quant", "int4"],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,54 +33,103 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=Path("bench/results"), help="where result tables go")
     parser.add_argument("--augment-copies", type=int, default=4, help="augmented renders per train emoji")
     parser.add_argument("--wordnet-train", type=int, default=8000, help="WordNet train synsets to cache")
+    parser.add_argument("--preset", default="default", help="distillation preset")
     parser.add_argument("--limit", type=int, help="only the first N items per split (a quick smoke run)")
     parser.add_argument("--force", action="store_true", help="recompute every stage")
     return parser
 
 
-def _stage(name: str) -> float:
-    logger.info("==> %s", name)
-    return time.time()
+class Stages:
+    """Runs named stages, logs and times them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        logger.info("==> %s", name)
+        start = time.time()
+        result = fn()
+        self.seconds[name] = round(time.time() - start, 1)
+        logger.info("    %s: %.0f s", name, self.seconds[name])
+        return result
+
+
+def _student_done(student: Path) -> bool:
+    report = student / "train_report.json"
+    return report.is_file() and json.loads(report.read_text()).get("finished", False)
+
+
+def _compress(student: Path, bundles: Path, caches: list[str], force: bool) -> dict[str, Path]:
+    from compress.cli import main as compress
+
+    out = {}
+    for name, extra in BUNDLES.items():
+        target = bundles / name
+        if force or not (target / "manifest.json").is_file():
+            recovery = ["--openmoji-cache", caches[0], "--wordnet-cache", caches[1]] if "--prune" in extra else []
+            compress([str(student), "--out", str(target), *extra, *recovery])
+        out[name] = target
+    return out
+
+
+def _index_and_search(bundle: Path, work: Path) -> None:
+    """Write the test emoji as PNG files, index them with ``edgeret index``, run a few searches."""
+    import shutil
+
+    from bench.datasets.openmoji import emojis
+    from bench.datasets.render import render_emoji
+    from runtime.cli import main as edgeret
+
+    images = work / "demo_images"
+    images.mkdir(parents=True, exist_ok=True)
+    for e in emojis("test"):
+        path = images / f"{e.name.replace('/', '-')}.png"
+        if not path.exists():
+            render_emoji(e.text).save(path)
+    demo_bundle = work / "demo_bundle"
+    shutil.rmtree(demo_bundle, ignore_errors=True)
+    shutil.copytree(bundle, demo_bundle)
+    edgeret(["index", str(demo_bundle), "--images", str(images)])
+    for query in ("a red heart", "a smiling cat", "the flag of Japan"):
+        edgeret(["search", str(demo_bundle), query, "-k", "3"])
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the pipeline; returns a summary with per-stage seconds."""
+    """Run the pipeline; returns per-stage seconds."""
     args = build_parser().parse_args(argv)
     from bench.datasets.openmoji import emojis
     from bench.datasets.wordnet import synsets
     from distill.cache import build_cache
     from distill.corpora import build_corpus
     from distill.teachers.standin import StandinTeacher
+    from distill.train import main as distill
 
+    from .compare import main as bench
     from .teacher_quality import main as teacher_quality
 
-    timings: dict[str, float] = {}
-    start = _stage("data")
-    for split in ("train", "val", "test"):
-        logger.info(
-            "  OpenMoji %s: %d emoji; WordNet %s: %d synsets", split, len(emojis(split)), split, len(synsets(split))
-        )
-    timings["data"] = time.time() - start
-
-    start = _stage("stand-in teacher (fits its image head on the OpenMoji train split once)")
-    head = args.work_dir / "teacher" / "standin_image_head.safetensors"
+    stages, work = Stages(), args.work_dir
+    stages.run("data", lambda: [logger.info("  %s: %d emoji, %d synsets", s, len(emojis(s)), len(synsets(s)))
+                                for s in ("train", "val", "test")])
+    head = work / "teacher" / "standin_image_head.safetensors"
     if args.force and head.exists():
         head.unlink()
-    teacher = StandinTeacher(head_path=head)
-    timings["teacher"] = time.time() - start
+    teacher = stages.run("stand-in teacher (fits its image head once)", lambda: StandinTeacher(head_path=head))
+    caches = [str(work / "cache" / f"{teacher.id}--{data}") for data in ("openmoji", "wordnet")]
+    for data, cache_dir in zip(("openmoji", "wordnet"), caches, strict=True):
+        corpus = build_corpus(data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.wordnet_train)
+        stages.run(f"teacher cache: {data}", lambda c=corpus, d=cache_dir: build_cache(teacher, c, d, force=args.force))
+    stages.run("teacher quality", lambda: teacher_quality(
+        ["--out", str(args.results), "--head-path", str(head), "--teacher-cache", *caches], teacher=teacher))
 
-    for data in ("openmoji", "wordnet"):
-        start = _stage(f"teacher cache: {data}")
-        corpus = build_corpus(
-            data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.wordnet_train
-        )
-        cache = build_cache(teacher, corpus, args.work_dir / "cache" / f"{teacher.id}--{data}", force=args.force)
-        timings[f"cache_{data}"] = time.time() - start
-        logger.info("  %d x %d in %.0f s", len(cache), cache.dim, timings[f"cache_{data}"])
-
-    start = _stage("teacher quality on held-out splits")
-    caches = [str(args.work_dir / "cache" / f"{teacher.id}--{data}") for data in ("openmoji", "wordnet")]
-    teacher_quality(["--out", str(args.results), "--head-path", str(head), "--teacher-cache", *caches], teacher=teacher)
-    timings["teacher_quality"] = time.time() - start
-    logger.info("stage seconds: %s", {k: round(v, 1) for k, v in timings.items()})
-    return {"seconds": timings}
+    student = work / "student"
+    if args.force or not _student_done(student):
+        stages.run("distil the student", lambda: distill(
+            ["--preset", args.preset, "--openmoji-cache", caches[0], "--wordnet-cache", caches[1],
+             "--out", str(student), "--test", *(["--fresh"] if args.force else [])]))
+    bundles = stages.run("compress", lambda: _compress(student, work / "bundles", caches, args.force))
+    stages.run("index + search (runtime, no torch)", lambda: _index_and_search(bundles["student-int8"], work))
+    stages.run("bench", lambda: bench(
+        ["--head-path", str(head), "--teacher-cache", *caches, "--out", str(args.results),
+         "--bundle", *(f"{name}={path}" for name, path in bundles.items())]))
+    logger.info("stage seconds: %s", stages.seconds)
+    return {"seconds": stages.seconds}
