@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "teacher-cache": ("distill.cli", "embed a corpus with a teacher into a resumable cache", "distill"),
     "teacher-quality": ("bench.teacher_quality", "held-out quality table of a teacher", "distill"),
     "distill": ("distill.train", "train the student dual encoder from teacher caches", "distill"),
+    "compress": ("compress.cli", "prune, export and quantise a student into an on-device bundle", "compress"),
     "demo": ("bench.demo", "the embedded default pipeline, end to end", "distill"),
     "index": ("runtime.cli_index", "embed images or texts into a bundle's index", None),
     "search": ("runtime.cli_search", "search a bundle's index with a text or an image", None),

@@ -1,0 +1,200 @@
+"""Student checkpoint -> bundle: (prune + recover) -> export + parity -> optimise -> quantise -> manifest.
+
+    from compress.bundle import CompressOptions, build_bundle
+    report = build_bundle("artifacts/student", "artifacts/bundles/int8", CompressOptions(quant="int8"))
+
+The bundle folder (DESIGN.md): ``manifest.json``, ``text_encoder[_q].onnx``, ``image_encoder[_q].onnx``,
+``tokenizer.json``, ``preprocessor.json``, ``compress_report.json`` and an empty index section.
+Quantisation per bundle mode: ``int8`` = INT8 text (dynamic) + INT8 image (static QDQ); ``int4`` = INT4
+text (MatMulNBits) + INT8 image (a CNN has nothing for MatMulNBits); ``fp16`` both fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import export as ex
+from . import quantize as q
+from .agreement import DEFAULT_SETS, OnnxEncoder, agreement, load_sets
+from .optimize import IMAGE_CANDIDATES, TEXT_CANDIDATES, choose_fastest, latency_ms
+from .samples import real_images, real_texts
+
+logger = logging.getLogger(__name__)
+
+QUANT_MODES = ("fp32", "int8", "int4", "fp16")
+#: bundle mode -> (text tower quantisation, image tower quantisation)
+TOWER_QUANT = {"fp32": ("fp32", "fp32"), "int8": ("int8", "int8"), "int4": ("int4", "int8"), "fp16": ("fp16", "fp16")}
+#: image convs left in float by default: the stem and the first depthwise conv (measured most sensitive, tiny)
+IMAGE_INT8_EXCLUDE = ("_conv_stem/", "_blocks.0/_depthwise_conv/")
+INDEX = {"space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64}
+INT8_TARGETS = {"top10_overlap": 0.9, "recall_drop": 0.02}
+
+
+@dataclass
+class CompressOptions:
+    """Everything ``edgeret compress`` can set."""
+
+    prune: float = 0.0
+    quant: str = "fp32"
+    prune_score: str = "magnitude"
+    block_size: int = 32
+    per_channel: bool = True
+    optimize: bool = True
+    parity_texts: int = 64
+    parity_images: int = 16
+    calibration_images: int = 64
+    agreement_sets: tuple[str, ...] = DEFAULT_SETS
+    agreement_sample: int | None = None  # queries per set (None = all)
+    check_agreement: bool = True
+    openmoji_cache: str | None = None
+    wordnet_cache: str | None = None
+    recovery: dict[str, Any] = field(default_factory=dict)  # RecoverySettings fields
+    keep_work: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {QUANT_MODES}, got {self.quant!r}")
+
+
+def _suffix(mode: str) -> str:
+    return "" if mode == "fp32" else f"_{mode}"
+
+
+def _prune(model, options: CompressOptions, work: Path) -> tuple[Any, dict[str, Any] | None]:
+    if options.prune <= 0:
+        return model, None
+    from .prune import PruneConfig
+    from .recover import RecoverySettings, open_caches, prune_and_recover
+    from .structure import save_checkpoint
+
+    caches = open_caches(options.openmoji_cache, options.wordnet_cache)
+    config = PruneConfig(ratio=options.prune, score=options.prune_score)
+    pruned, report = prune_and_recover(model, config, caches, RecoverySettings(**options.recovery), work_dir=work)
+    save_checkpoint(pruned, work / "pruned")
+    return pruned, report
+
+
+def _export(model, work: Path, options: CompressOptions) -> dict[str, Any]:
+    """fp32 ONNX per tower, parity-checked, graph-optimised where faster; returns paths and numbers."""
+    texts = real_texts(options.parity_texts) + [" ".join(["long"] * 4 * model.config.text.max_length)]
+    images = real_images(options.parity_images)
+    text_raw, image_raw = ex.export_text(model, work / "text_raw.onnx"), ex.export_image(model, work / "image_raw.onnx")
+    parity = {"text": ex.text_parity(model, text_raw, texts).to_dict(),
+              "image": ex.image_parity(model, image_raw, images).to_dict()}
+    out = {"text_raw": text_raw, "image_raw": image_raw, "parity": parity}
+    ids, mask = model.tokenize(["a small round fruit with a red skin and a stone inside"])
+    feeds = {"text": {"input_ids": ids.numpy(), "attention_mask": mask.numpy()},
+             "image": {"pixel_values": model.preprocessor(images[:1])}}
+    for tower, raw, candidates, check in (
+        ("text", text_raw, TEXT_CANDIDATES, lambda p: ex.text_parity(model, p, texts, check=False).ok()),
+        ("image", image_raw, IMAGE_CANDIDATES, lambda p: ex.image_parity(model, p, images, check=False).ok()),
+    ):
+        dst = work / f"{tower}_fp32.onnx"
+        if options.optimize:
+            winner, timings = choose_fastest(raw, dst, feeds[tower], candidates, check)
+        else:
+            shutil.copyfile(raw, dst)
+            winner, timings = "plain", {"plain": round(latency_ms(dst, feeds[tower]), 3)}
+        out[tower] = dst
+        out[f"{tower}_optimisation"] = {"kept": winner, "latency_ms_1t": timings}
+    out["feeds"] = feeds
+    return out
+
+
+def _quantize(model, fp32: dict[str, Any], work: Path, options: CompressOptions) -> dict[str, Path]:
+    """The bundle's tower files for ``options.quant`` (fp32 paths when unquantised)."""
+    text_mode, image_mode = TOWER_QUANT[options.quant]
+    files = {}
+    if text_mode == "fp32":
+        files["text"] = fp32["text"]
+    elif text_mode == "int8":
+        files["text"] = q.quantize_text_int8(fp32["text_raw"], work / "text_int8.onnx", per_channel=options.per_channel)
+    elif text_mode == "int4":
+        files["text"] = q.quantize_int4(fp32["text_raw"], work / "text_int4.onnx", block_size=options.block_size)
+    else:
+        files["text"] = q.convert_fp16(fp32["text_raw"], work / "text_fp16.onnx")
+    if image_mode == "fp32":
+        files["image"] = fp32["image"]
+    elif image_mode == "int8":
+        calibration = model.preprocessor(real_images(options.calibration_images, split="train", seed=1))
+        files["image"] = q.quantize_image_int8(fp32["image_raw"], work / "image_int8.onnx", calibration,
+                                               per_channel=options.per_channel, exclude=IMAGE_INT8_EXCLUDE)
+    else:
+        files["image"] = q.convert_fp16(fp32["image_raw"], work / "image_fp16.onnx")
+    return files
+
+
+def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, report: dict[str, Any]) -> dict:
+    from runtime.bundle import write_manifest
+
+    text_mode, image_mode = TOWER_QUANT[options.quant]
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    names = {"text": f"text_encoder{_suffix(text_mode)}.onnx", "image": f"image_encoder{_suffix(image_mode)}.onnx"}
+    for tower, path in files.items():
+        shutil.copyfile(path, out / names[tower])
+    model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
+    model.preprocessor.save(out / "preprocessor.json")
+    (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    config = model.config
+    return write_manifest(
+        out,
+        embedding={"dim": config.dim, "normalised": True, "matryoshka_dims": list(config.matryoshka_dims)},
+        teacher=config.teacher_id or "unknown",
+        text_encoder={"file": names["text"], "max_length": config.text.max_length, "quantization": text_mode},
+        image_encoder={"file": names["image"], "quantization": image_mode},
+        index={**INDEX, "dim": config.dim},
+        producer={"compress": json.dumps({"prune": options.prune, "quant": options.quant})},
+    )
+
+
+def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: Path, options: CompressOptions):
+    sets = load_sets(options.agreement_sets, sample=options.agreement_sample)
+    c = model.config
+    args = (tokenizer, model.preprocessor, c.text.max_length, c.dim)
+    rows = agreement(OnnxEncoder(fp32["text"], fp32["image"], *args), OnnxEncoder(files["text"], files["image"], *args),
+                     sets)
+    if options.quant == "int8":
+        for row in rows:
+            if (row["top10_overlap"] < INT8_TARGETS["top10_overlap"]
+                    or row["reference_recall@10"] - row["recall@10"] > INT8_TARGETS["recall_drop"]):
+                logger.warning("INT8 misses its target on %s: %s", row["set"], row)
+    return rows
+
+
+def build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None = None) -> dict[str, Any]:
+    """Compress a student checkpoint into a bundle at ``out`` (replaced); returns the report."""
+    from .recover import tower_cost
+    from .structure import load_checkpoint
+
+    options = options or CompressOptions()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-work-", dir=out.parent))
+    try:
+        model = load_checkpoint(checkpoint)
+        model, prune_report = _prune(model, options, work)
+        fp32 = _export(model, work, options)
+        files = _quantize(model, fp32, work, options)
+        report = {"checkpoint": str(checkpoint), "options": asdict(options), "prune": prune_report,
+                  "cost": tower_cost(model), "parity": fp32["parity"],
+                  "optimisation": {t: fp32[f"{t}_optimisation"] for t in ("text", "image")},
+                  "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
+                  "bytes": {t: files[t].stat().st_size for t in files}}
+        manifest = _write(model, out, files, options, report)
+        if options.quant != "fp32" and options.check_agreement:
+            report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
+            manifest = _write(model, out, files, options, report)
+        report["bundle_bytes"] = sum(entry["bytes"] for entry in manifest["files"].values())
+        logger.info("bundle %s: %d bytes (%s)", out, report["bundle_bytes"], options.quant)
+        return report
+    finally:
+        if not options.keep_work:
+            shutil.rmtree(work, ignore_errors=True)

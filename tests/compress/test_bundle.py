@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+
+from compress.bundle import CompressOptions, build_bundle
+from compress.cli import main
+from runtime.bundle import load_manifest
+from runtime.retriever import Retriever
+
+TEXTS = ["red apple", "flag: France", "a dog running on the beach", "to breathe in", "grinning face with big eyes"]
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    """Tiny openmoji and wordnet teacher caches from distill's cheap fake teacher (dim 64 like the student)."""
+    from distill.cache import build_cache
+    from distill.corpora import build_corpus
+    from tests.distill.fake_teacher import FakeTeacher
+
+    root = tmp_path_factory.mktemp("caches")
+    teacher = FakeTeacher(dim=64)
+    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
+    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
+    return root
+
+
+def test_fp32_bundle_opens_in_retriever_and_matches_torch(tiny_student_dir, tiny_student, real_images, tmp_path):
+    options = CompressOptions(quant="fp32", parity_texts=16, parity_images=6)
+    report = build_bundle(tiny_student_dir, tmp_path / "bundle", options)
+    manifest = load_manifest(tmp_path / "bundle").data
+    assert manifest["teacher"]["id"] == "fake-teacher"
+    assert manifest["text_encoder"]["file"] == "text_encoder.onnx"
+    assert manifest["text_encoder"]["quantization"] == "fp32"
+    assert manifest["text_encoder"]["max_length"] == 32 and manifest["image_encoder"]["image_size"] == 64
+    assert manifest["embedding"] == {"dim": 64, "normalised": True, "matryoshka_dims": [32, 64]}
+    assert manifest["index"]["count"] == 0 and manifest["index"]["space"] == "cosine"
+    assert {"tokenizer.json", "preprocessor.json", "compress_report.json"} <= set(manifest["files"])
+    assert report["parity"]["text"]["max_abs_diff"] <= 1e-4
+    retriever = Retriever.open(tmp_path / "bundle", threads=1)
+    assert np.abs(retriever.embed_texts(TEXTS) - tiny_student.embed_texts(TEXTS)).max() <= 1e-4
+    assert np.abs(retriever.embed_images(real_images) - tiny_student.embed_images(real_images)).max() <= 1e-4
+    retriever.add_texts(["a", "b"], ["red apple", "blue car"])
+    assert retriever.search(text="apple", k=1)[0].id == "a"
+
+
+def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches, tmp_path):
+    fp32 = main([str(tiny_student_dir), "--quant", "fp32", "--out", str(tmp_path / "fp32"), "--no-optimize"])
+    report = main([
+        str(tiny_student_dir), "--prune", "0.25", "--quant", "int8", "--out", str(tmp_path / "int8"),
+        "--openmoji-cache", str(caches / "om"), "--wordnet-cache", str(caches / "wn"), "--recovery-steps", "2",
+        "--recovery-epochs", "3",
+        "--agreement-sets", "wordnet-val-t2t", "--agreement-sample", "40", "--no-optimize",
+    ])
+    manifest = load_manifest(tmp_path / "int8").data
+    assert manifest["text_encoder"]["file"] == "text_encoder_int8.onnx"
+    assert manifest["image_encoder"]["quantization"] == "int8"
+    prune = report["prune"]
+    assert prune["pruned"]["cost"]["text"]["params"] < prune["before"]["cost"]["text"]["params"]
+    assert prune["pruned"]["cost"]["image"]["flops"] < prune["before"]["cost"]["image"]["flops"]
+    assert prune["recovered"]["steps"] == 2
+    (row,) = report["agreement"]
+    assert row["mean_cosine"] > 0.98 and row["top10_overlap"] > 0.7
+    saved = json.loads((tmp_path / "int8" / "compress_report.json").read_text())
+    assert saved["agreement"][0]["set"] == "wordnet-val-t2t"
+    assert report["bundle_bytes"] < 0.4 * fp32["bundle_bytes"]
+    retriever = Retriever.open(tmp_path / "int8")
+    emb = retriever.embed_texts(TEXTS)
+    assert emb.shape == (5, 64) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_cli_rejects_unknown_quant(tiny_student_dir, tmp_path):
+    with pytest.raises(SystemExit):
+        main([str(tiny_student_dir), "--quant", "int3", "--out", str(tmp_path / "x")])
