@@ -11,6 +11,7 @@ text (MatMulNBits) + INT8 image (a CNN has nothing for MatMulNBits); ``fp16`` bo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -171,6 +172,23 @@ def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: P
 
 def build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None = None) -> dict[str, Any]:
     """Compress a student checkpoint into a bundle at ``out`` (replaced); returns the report."""
+    with preserve_root_logging():
+        return _build_bundle(checkpoint, out, options)
+
+
+@contextlib.contextmanager
+def preserve_root_logging():
+    """Undo what onnxruntime's tools do to the root logger (``basicConfig`` at import, level changes)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
+def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None) -> dict[str, Any]:
     from .recover import tower_cost
     from .structure import load_checkpoint
 

@@ -11,8 +11,14 @@ TEXTS = ["grinning face", "flag: France", "draw air into, and expel out of, the 
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_onnx_logs():
-    for name in ("onnxruntime", "onnx_model", "onnx_model_bert", "fusion_utils", "root"):
+    """Silence onnxruntime's tool loggers for these tests only (never the root logger: other tests use caplog)."""
+    names = ("onnxruntime", "onnx_model", "onnx_model_bert", "fusion_utils")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
         logging.getLogger(name).setLevel(logging.ERROR)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")
