@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 #: bundle name -> compress arguments
 BUNDLES = {
     "student-fp32": ["--quant", "fp32"],
-    "student-pruned": ["--quant", "fp32", "--prune", "0.25", "--recovery-steps", "150"],
+    "student-pruned": ["--quant", "fp32", "--prune", "0.25", "--recovery-steps", "40"],
     "student-int8": ["--quant", "int8"],
     "student-int4": ["--quant", "int4"],
 }
