@@ -183,6 +183,7 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
     """Quality (Recall@10 per task) against 1-thread text-query latency, log scale, one point per variant."""
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -199,7 +200,9 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
         for x, y, name in points:
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("text query latency p50, 1 thread (ms, log scale)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("query latency p50, 1 thread, ms, log scale (text query; image query for i2t)")
     ax.set_ylabel("Recall@10 (held-out test)")
     ax.set_title("edgeret: accuracy vs latency")
     ax.grid(True, which="both", alpha=0.3)
