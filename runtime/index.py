@@ -120,7 +120,9 @@ class VectorIndex:
             raise BundleError(f"{saved.hnsw_path} holds {stored_dim}-d vectors but index.json says dim {meta['dim']}")
         hnsw = hnswlib.Index(space=meta["space"], dim=meta["dim"])
         try:
-            hnsw.load_index(str(saved.hnsw_path))
+            # Allocate for what is stored, not the saved capacity (which doubling may have left at up to 2x);
+            # capacity grows again on demand.
+            hnsw.load_index(str(saved.hnsw_path), max_elements=max(1, int(meta["next_label"])))
         except RuntimeError as exc:
             raise BundleError(f"{saved.hnsw_path}: hnswlib cannot load it ({exc})") from exc
         hnsw.set_ef(meta["ef_search"])
