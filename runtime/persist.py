@@ -172,3 +172,5 @@ def _remove_stale(index_dir: Path, keep: Path) -> None:
         stale_gen = _GEN.match(child.name) and child != keep
         if child.is_dir() and (stale_gen or child.name.startswith(".tmp-")):
             shutil.rmtree(child, ignore_errors=True)
+        elif child.is_file() and child.name.startswith(".") and child.name.endswith(".tmp"):
+            child.unlink(missing_ok=True)  # e.g. '.CURRENT.<pid>.tmp' of a save killed while swapping
