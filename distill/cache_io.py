@@ -5,9 +5,6 @@ Everything here is torch-free; :mod:`distill.cache` builds the public API on top
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -17,6 +14,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from bench.datasets.items import ids_sha256  # noqa: F401  (re-exported)
+from bench.report import now_iso  # noqa: F401  (re-exported)
+from bench.report import package_versions as report_versions
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,6 @@ SHARDS = "shards"
 #: Files this module writes in a cache directory (the only ones ``force`` removes).
 OWN_FILES = (META, PLAN, EMBEDDINGS, IDS)
 _TMP = ".tmp-"
-
-
-def now_iso() -> str:
-    """The current UTC time as an ISO-8601 string (seconds precision)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def ids_sha256(ids: list[str]) -> str:
-    """sha256 of an id order, computed exactly as ``Corpus.ids_sha256``."""
-    return hashlib.sha256(json.dumps(ids).encode("utf-8")).hexdigest()
 
 
 def jsonable(obj: Any) -> Any:
@@ -188,11 +179,7 @@ def _show(value: Any, limit: int = 80) -> str:
 def package_versions() -> dict[str, str | None]:
     """Versions of the packages that determine a cache's contents (None if not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("edgeret", "torch", "numpy", "transformers", "pillow"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
+    out.update(report_versions(("edgeret", "torch", "numpy", "transformers", "pillow")))
     if out["edgeret"] is None:  # running from a source checkout
         from runtime import __version__
 

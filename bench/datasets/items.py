@@ -60,7 +60,7 @@ class Corpus:
 
     def ids_sha256(self) -> str:
         """sha256 of the id order: two corpora with the same ids in the same order share it."""
-        return hashlib.sha256(json.dumps(self.ids).encode("utf-8")).hexdigest()
+        return ids_sha256(self.ids)
 
     def instructions(self) -> dict[str, str | None]:
         """The distinct instructions used per kind, for cache metadata."""
@@ -68,3 +68,8 @@ class Corpus:
         for item in self.items:
             out.setdefault(item.kind, set()).add(item.instruction or "")
         return {kind: sorted(values) for kind, values in out.items()}  # type: ignore[misc]
+
+
+def ids_sha256(ids: list[str]) -> str:
+    """sha256 of an id order (the identity of a corpus's row order in cache metadata)."""
+    return hashlib.sha256(json.dumps(ids).encode("utf-8")).hexdigest()
