@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 EXTRAS := distill,compress,bench,dev
 
-.PHONY: install demo test test-all test-runtime-base lint clean
+.PHONY: install demo test test-all test-runtime-base lint clean arm64 arm64-reduced
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -35,6 +35,18 @@ test-runtime-base:
 	.venv-base/bin/python -m pip install --quiet . pytest
 	.venv-base/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None, 'torch leaked into the base install'"
 	.venv-base/bin/python -m pytest -q -p no:cacheprovider tests/runtime
+
+# The runtime on an emulated Raspberry Pi 4 (aarch64 Python under user-mode QEMU, Cortex-A72): embeddings and a
+# saved index compared with x86, the arm64-marked runtime tests run in the guest (docs/arm64.md). The aarch64
+# environment is cached in build/arm64. `arm64` checks the demo's INT8 and INT4 bundles (running the demo first
+# if they are missing; it reuses finished stages); `arm64-reduced` checks the committed tiny fixture bundle (CI).
+ARM64_BUNDLES := artifacts/bundles/student-int8 artifacts/bundles/student-int4
+arm64: install
+	@$(foreach b,$(ARM64_BUNDLES),test -f $(b)/manifest.json &&) true || $(VENV)/bin/edgeret demo
+	$(PY) -m bench.arm64 $(ARM64_BUNDLES)
+
+arm64-reduced: install
+	$(PY) -m bench.arm64 --reduced
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -57,6 +57,7 @@ class CompressOptions:
     wordnet_cache: str | None = None
     recovery: dict[str, Any] = field(default_factory=dict)  # RecoverySettings fields
     keep_work: bool = False
+    ort: bool = False  # also write .ort models + required_operators.config (onnxruntime mobile)
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_MODES:
@@ -141,6 +142,7 @@ def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, r
     names = {"text": f"text_encoder{_suffix(text_mode)}.onnx", "image": f"image_encoder{_suffix(image_mode)}.onnx"}
     for tower, path in files.items():
         shutil.copyfile(path, out / names[tower])
+    ort_files = _write_ort(out, names) if options.ort else {}
     model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
     model.preprocessor.save(out / "preprocessor.json")
     (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -149,11 +151,34 @@ def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, r
         out,
         embedding={"dim": config.dim, "normalised": True, "matryoshka_dims": list(config.matryoshka_dims)},
         teacher=config.teacher_id or "unknown",
-        text_encoder={"file": names["text"], "max_length": config.text.max_length, "quantization": text_mode},
-        image_encoder={"file": names["image"], "quantization": image_mode},
+        text_encoder={"file": names["text"], "max_length": config.text.max_length, "quantization": text_mode,
+                      **ort_files.get("text", {})},
+        image_encoder={"file": names["image"], "quantization": image_mode, **ort_files.get("image", {})},
         index={**INDEX, "dim": config.dim},
         producer={"compress": json.dumps({"prune": options.prune, "quant": options.quant})},
     )
+
+
+def _write_ort(out: Path, names: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``.ort`` twins of the tower files and the operator config; the manifest's ``ort_file`` entries."""
+    from .ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config
+
+    converted = {tower: convert_to_ort(out / name) for tower, name in names.items()}
+    write_operator_config(converted.values(), out / OPERATOR_CONFIG)
+    return {tower: {"ort_file": path.name} for tower, path in converted.items()}
+
+
+def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Each tower's ``.ort`` against its ``.onnx`` on the parity inputs; raises if they disagree."""
+    from .ort_format import ort_parity
+
+    result = {}
+    for tower in ("text", "image"):
+        spec = manifest[f"{tower}_encoder"]
+        result[tower] = ort_parity(out / spec["file"], out / spec["ort_file"], feeds[tower])
+        if result[tower]["min_cosine"] < 0.9999:
+            raise RuntimeError(f"{spec['ort_file']} disagrees with {spec['file']}: {result[tower]}")
+    return result
 
 
 def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: Path, options: CompressOptions):
@@ -168,6 +193,20 @@ def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: P
                     or row["reference_recall@10"] - row["recall@10"] > INT8_TARGETS["recall_drop"]):
                 logger.warning("INT8 misses its target on %s: %s", row["set"], row)
     return rows
+
+
+def _bundle_bytes(manifest: dict[str, Any]) -> dict[str, int]:
+    """What ships: ``bundle_bytes`` for the ONNX runtime (without the ``.ort`` twins and operator config),
+    ``mobile_bundle_bytes`` for an onnxruntime-mobile app (the ``.ort`` files instead of the ``.onnx`` ones)."""
+    from .ort_format import OPERATOR_CONFIG
+
+    sizes = {name: entry["bytes"] for name, entry in manifest["files"].items()}
+    mobile_only = {n for n in sizes if n.endswith(".ort") or n == OPERATOR_CONFIG}
+    out = {"bundle_bytes": sum(b for n, b in sizes.items() if n not in mobile_only)}
+    if mobile_only:
+        onnx_towers = {manifest[f"{t}_encoder"]["file"] for t in ("text", "image") if manifest.get(f"{t}_encoder")}
+        out["mobile_bundle_bytes"] = sum(b for n, b in sizes.items() if n not in onnx_towers)
+    return out
 
 
 def build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None = None) -> dict[str, Any]:
@@ -207,10 +246,13 @@ def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOpti
                   "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
                   "bytes": {t: files[t].stat().st_size for t in files}}
         manifest = _write(model, out, files, options, report)
+        if options.ort:
+            report["ort_parity"] = _ort_parity(out, manifest, fp32["feeds"])
+            manifest = _write(model, out, files, options, report)
         if options.quant != "fp32" and options.check_agreement:
             report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
             manifest = _write(model, out, files, options, report)
-        report["bundle_bytes"] = sum(entry["bytes"] for entry in manifest["files"].values())
+        report.update(_bundle_bytes(manifest))
         logger.info("bundle %s: %d bytes (%s)", out, report["bundle_bytes"], options.quant)
         return report
     finally:

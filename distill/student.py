@@ -55,6 +55,7 @@ class TextConfig:
     vocab_size: int = 0  # set when the vocabulary is pruned
     init: str = "minilm"  # or "scratch" (random weights; e.g. a GME teacher has no small text model)
     teacher_layers: list[int] = field(default_factory=lambda: [0, 5])
+    freeze_embeddings: bool = False  # keep the inherited token embeddings (words unseen in training stay aligned)
 
 
 @dataclass
@@ -220,8 +221,15 @@ def build_student(
         from .models.efficientnet_lite import load_lite0
 
         inherit_image_tower(model.image, load_lite0())
-    if config.image.frozen_blocks:
+    return _freeze(model)
+
+
+def _freeze(model: DualEncoder) -> DualEncoder:
+    """Apply the config's frozen parts: the image prefix blocks, optionally the token embeddings."""
+    if model.config.image.frozen_blocks:
         model.image.freeze_prefix()
+    if model.config.text.freeze_embeddings:
+        model.text.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     return model
 
 
@@ -252,6 +260,4 @@ def load_student(path: str | Path) -> DualEncoder:
     preprocessor = ImagePreprocessor.load(path / "preprocessor.json")
     model = DualEncoder(config, load_tokenizer(path / "tokenizer.json"), preprocessor)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
-    if config.image.frozen_blocks:
-        model.image.freeze_prefix()
-    return model.eval()
+    return _freeze(model).eval()

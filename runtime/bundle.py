@@ -12,7 +12,6 @@ inconsistent dims/space, each with a :class:`BundleError` naming the file or fie
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import platform
 from collections.abc import Mapping
@@ -27,9 +26,10 @@ from .persist import SavedIndex, read_saved_index, verify_files
 logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "edgeret-bundle"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: optional per-tower "ort_file"
 MANIFEST_NAME = "manifest.json"
 SPACES = ("cosine", "ip", "l2")
+MODEL_FORMATS = ("auto", "onnx", "ort")
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_ROLES = ("pixel_values",)
 INDEX_DEFAULTS = {"path": "index", "space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64, "count": 0}
@@ -107,6 +107,8 @@ def _check_tower(tower: Any, name: str, roles: tuple[str, ...], size_key: str, f
     _require(tower, file_key, str, where)
     if _require(tower, size_key, int, where) < 1:
         raise BundleError(f"{where}: {size_key!r} must be positive")
+    if tower.get("ort_file") is not None and not str(tower["ort_file"]).endswith(".ort"):
+        raise BundleError(f"{where}: 'ort_file' must name an .ort file, got {tower['ort_file']!r}")
     inputs = _require(tower, "inputs", dict, where)
     unknown = set(inputs) - set(roles)
     if unknown or roles[0] not in inputs:
@@ -147,9 +149,28 @@ def _check_schema(data: Any) -> None:
             raise BundleError(f"{where} files: {rel!r} must be a relative path inside the bundle")
     for tower_key, file_key in (("text_encoder", "tokenizer"), ("image_encoder", "preprocessor")):
         tower = data.get(tower_key)
-        for rel in (tower["file"], tower[file_key]) if tower else ():
+        for rel in (tower["file"], tower[file_key], *filter(None, [tower.get("ort_file")])) if tower else ():
             if rel not in files:
                 raise BundleError(f"{where} files: {tower_key} file {rel!r} has no sha256/size entry")
+
+
+def model_files(spec: Mapping[str, Any], model_format: str = "auto") -> list[str]:
+    """The tower files to try, preferred first.
+
+    ``"onnx"``: the manifest's ``file``; ``"ort"``: its ORT-format twin ``ort_file`` (pre-optimised, so a
+    session opens about 3x faster); ``"auto"``: the twin when the manifest names one, then ``file`` as
+    the fallback (an ``.ort`` from a newer onnxruntime may not load). A bundle whose ``file`` itself is
+    an ``.ort`` (a mobile-only bundle) loads it in every mode.
+    """
+    if model_format not in MODEL_FORMATS:
+        raise ValueError(f"model_format must be one of {MODEL_FORMATS}, got {model_format!r}")
+    twin = spec.get("ort_file")
+    if model_format == "onnx" or spec["file"].endswith(".ort"):
+        return [spec["file"]]
+    if model_format == "ort" and not twin:
+        raise BundleError(f"{MANIFEST_NAME}: {spec['file']} has no ORT-format model ('ort_file'); "
+                          "build the bundle with `edgeret compress ... --ort`")
+    return [twin, spec["file"]] if twin and model_format == "auto" else [twin] if twin else [spec["file"]]
 
 
 def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int]) -> None:
@@ -222,6 +243,8 @@ def load_manifest(bundle_dir: str | Path, verify: bool | str = True) -> Manifest
 
 def default_producer() -> dict[str, str]:
     """Versions of edgeret, Python and the packages involved (read from metadata; nothing imported)."""
+    import importlib.metadata  # not at module level: it costs tens of ms at every runtime start
+
     from . import __version__
 
     versions = {"edgeret": __version__, "python": platform.python_version()}

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "search": ("runtime.cli_search", "search a bundle's index with a text or an image", None),
     "bench": ("bench.compare", "teacher and student variants side by side: accuracy vs latency", "bench"),
     "runtime-bench": ("bench.runtime_bench", "query latency, cold start, RSS and soak of a bundle", "bench"),
+    "ann-study": ("bench.ann_study", "hnswlib recall vs ef_search, latency, build time and memory at scale", "bench"),
 }
 
 

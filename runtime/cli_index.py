@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--images", type=Path, metavar="DIR", help="index every image file under DIR")
     source.add_argument("--texts", type=Path, metavar="FILE", help="one text per line, or JSONL {id, text, metadata}")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--model-format", choices=("auto", "onnx", "ort"), default="auto",
+                        help="auto: a tower's .ort twin (compress --ort) when the bundle has one, else its .onnx")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dim", type=int, default=None, help="Matryoshka dim for a new index")
     args = parser.parse_args(argv)
     try:
-        retriever = Retriever.open(args.bundle, threads=args.threads, dim=args.dim)
+        retriever = Retriever.open(args.bundle, threads=args.threads, dim=args.dim, model_format=args.model_format)
         before = len(retriever)
         if args.texts is not None:
             count = index_texts(retriever, args.texts, args.batch_size)

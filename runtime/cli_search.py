@@ -21,12 +21,14 @@ def main(argv: list[str] | None = None) -> None:
                         help='metadata filter, e.g. \'{"lang": "en", "year": {"gte": 2000}}\'')
     parser.add_argument("--exact", action="store_true", help="brute-force search instead of HNSW")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--model-format", choices=("auto", "onnx", "ort"), default="auto",
+                        help="auto: a tower's .ort twin (compress --ort) when the bundle has one, else its .onnx")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {rank, id, score, metadata}")
     args = parser.parse_args(argv)
     if (args.query is None) == (args.image is None):
         parser.error("give either a text query or --image PATH")
     try:
-        retriever = Retriever.open(args.bundle, threads=args.threads)
+        retriever = Retriever.open(args.bundle, threads=args.threads, model_format=args.model_format)
         results = retriever.search(text=args.query, image=args.image, k=args.k, filter=args.filter,
                                    exact=True if args.exact else None)
     except (BundleError, ValueError, TypeError, OSError) as exc:

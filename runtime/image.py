@@ -14,8 +14,9 @@ import onnxruntime as ort
 from PIL import Image, ImageOps
 
 from ._progress import progress_bar
+from .bundle import model_files
 from .preprocess import ImagePreprocessor
-from .sessions import check_io, create_session, input_dtype
+from .sessions import check_io, create_first_session, input_dtype
 from .text import _checked
 
 logger = logging.getLogger(__name__)
@@ -112,13 +113,20 @@ class ImageEncoder:
         self.session, self.preprocessor = session, preprocessor
         self.input, self.output, self.dim = inputs["pixel_values"], output, dim
         self._dtype = input_dtype(session, self.input)
+        self.model_file: str | None = None  # the bundle file the session runs (set by from_spec)
 
     @classmethod
-    def from_spec(cls, root: Path, spec: Mapping[str, Any], dim: int, **session_kwargs: Any) -> ImageEncoder:
-        """Build from a manifest's ``image_encoder`` section; ``session_kwargs`` go to :func:`create_session`."""
+    def from_spec(cls, root: Path, spec: Mapping[str, Any], dim: int, model_format: str = "auto",
+                  **session_kwargs: Any) -> ImageEncoder:
+        """Build from a manifest's ``image_encoder`` section; ``session_kwargs`` go to :func:`create_session`.
+
+        ``model_format``: ``"auto"``, ``"onnx"`` or ``"ort"`` (see :func:`runtime.bundle.model_files`).
+        """
         preprocessor = ImagePreprocessor.load(root / spec["preprocessor"])
-        session = create_session(root / spec["file"], **session_kwargs)
-        return cls(session, preprocessor, inputs=spec["inputs"], output=spec["output"], dim=dim)
+        session, loaded = create_first_session(root, model_files(spec, model_format), **session_kwargs)
+        encoder = cls(session, preprocessor, inputs=spec["inputs"], output=spec["output"], dim=dim)
+        encoder.model_file = loaded
+        return encoder
 
     def encode(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """``(n, dim)`` float32 L2-normalised embeddings; every bad item raises before any result."""

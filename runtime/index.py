@@ -138,7 +138,7 @@ class VectorIndex:
         problems = []
         if len(self._labels) != saved.meta["count"]:
             problems.append(f"{len(self._labels)} ids in {META_FILE} but count {saved.meta['count']}")
-        if self._hnsw.element_count > self._next_label or any(label >= self._next_label for label in self._ids):
+        if self._hnsw.element_count > self._next_label or max(self._ids, default=-1) >= self._next_label:
             problems.append(f"labels beyond next_label {self._next_label}")
         if not set(self._ids) <= set(self._hnsw.get_ids_list()):
             problems.append(f"ids in {META_FILE} without a vector in {HNSW_FILE}")

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .bundle import Manifest, load_manifest, update_index_section
 from .errors import BundleError
-from .image import ImageEncoder, ImageLike
 from .index import SearchResult, VectorIndex
 from .text import TextEncoder
 from .vectors import as_matrix, truncate
+
+if TYPE_CHECKING:  # runtime.image (Pillow) is imported when the first image is encoded
+    from .image import ImageEncoder, ImageLike
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +35,33 @@ class Retriever:
     """Encoders + index of one bundle. Thread-safe: searches run concurrently with adds/deletes."""
 
     def __init__(self, manifest: Manifest, text: TextEncoder | None, image: ImageEncoder | None,
-                 index: VectorIndex) -> None:
-        self.manifest, self.text_encoder, self.image_encoder, self.index = manifest, text, image, index
+                 index: VectorIndex, *, image_loader: Callable[[], ImageEncoder] | None = None) -> None:
+        """``image_loader`` (instead of ``image``) creates the image encoder on first use."""
+        self.manifest, self.text_encoder, self.index = manifest, text, index
+        self._image, self._image_loader = image, image_loader
+        self._image_lock = threading.Lock()
         self._save_lock = threading.Lock()
+
+    @property
+    def image_encoder(self) -> ImageEncoder | None:
+        """The image encoder (``None`` for a text-only bundle); created on first access when lazy."""
+        if self._image is None and self._image_loader is not None:
+            with self._image_lock:
+                if self._image is None and self._image_loader is not None:
+                    self._image = self._image_loader()
+                    self._image_loader = None
+        return self._image
+
+    @property
+    def has_image_encoder(self) -> bool:
+        """Whether the bundle can embed images (without creating the encoder)."""
+        return self._image is not None or self._image_loader is not None
 
     @classmethod
     def open(
         cls, bundle_dir: str | Path, *, threads: int | None = None, dim: int | None = None,
         verify: bool | str = True, exact_threshold: int = 2048, optimization: str = "all",
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None, lazy_image: bool = True, model_format: str = "auto",
     ) -> Retriever:
         """Verify and open a bundle (and its saved index, if any).
 
@@ -52,6 +72,10 @@ class Retriever:
             verify: ``True`` checks sha256 + size of every file; ``"size"`` only sizes; ``False`` none.
             exact_threshold: collections (or filtered subsets) up to this size are searched exactly.
             optimization, providers: passed to :func:`runtime.sessions.create_session`.
+            lazy_image: create the image session (and import Pillow) on the first image, which keeps a
+                text-search start fast; ``False`` creates it now, so an unloadable image model fails here.
+            model_format: ``"auto"`` runs a tower's ORT-format twin (``edgeret compress --ort``; opens ~3x
+                faster) when the manifest names one, else its ``.onnx``; ``"onnx"`` or ``"ort"`` force one.
 
         Raises:
             BundleError: missing/altered files, newer format, dim/space mismatches, unloadable models.
@@ -66,10 +90,16 @@ class Retriever:
                 f"the saved index in {saved.directory} is {saved.meta['dim']}-d but dim={chosen} was requested; "
                 "open with that dim or rebuild the index"
             )
-        kwargs = {"threads": threads, "optimization": optimization, "providers": providers}
+        kwargs = {"threads": threads, "optimization": optimization, "providers": providers,
+                  "model_format": model_format}
         root, full = manifest.root, manifest.dim
         text = TextEncoder.from_spec(root, manifest.text, full, **kwargs) if manifest.text else None
-        image = ImageEncoder.from_spec(root, manifest.image, full, **kwargs) if manifest.image else None
+        image_loader = None
+        if manifest.image:
+            def image_loader() -> ImageEncoder:
+                from .image import ImageEncoder
+
+                return ImageEncoder.from_spec(root, manifest.image, full, **kwargs)
         if saved is not None:
             index = VectorIndex.load(saved, exact_threshold=exact_threshold, threads=threads)
         else:
@@ -77,7 +107,10 @@ class Retriever:
             index = VectorIndex(chosen, space=cfg["space"], M=cfg["M"], ef_construction=cfg["ef_construction"],
                                 ef_search=cfg["ef_search"], exact_threshold=exact_threshold, threads=threads)
         logger.debug("opened %s: %d items, dim %d", root, len(index), chosen)
-        return cls(manifest, text, image, index)
+        retriever = cls(manifest, text, None, index, image_loader=image_loader)
+        if not lazy_image:
+            _ = retriever.image_encoder
+        return retriever
 
     # ---- embedding ---------------------------------------------------------------------------
     @property

@@ -68,6 +68,22 @@ def create_session(
     return session
 
 
+def create_first_session(root: Path, candidates: Sequence[str], **kwargs) -> tuple[ort.InferenceSession, str]:
+    """A session for the first of ``candidates`` (files under ``root``) that onnxruntime loads; the name used.
+
+    Used for a tower's ``.ort`` twin with its ``.onnx`` as the fallback: a failure is logged and the
+    next candidate tried; the last failure is raised.
+    """
+    for i, name in enumerate(candidates):
+        try:
+            return create_session(Path(root) / name, **kwargs), name
+        except BundleError as exc:
+            if i == len(candidates) - 1:
+                raise
+            logger.warning("%s; falling back to %s", exc, candidates[i + 1])
+    raise ValueError("no model file to load")
+
+
 def _default() -> list[str]:
     return ["CPUExecutionProvider"]
 

@@ -12,8 +12,9 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ._progress import progress_bar
+from .bundle import model_files
 from .errors import BundleError
-from .sessions import check_io, create_session, input_dtype
+from .sessions import check_io, create_first_session, input_dtype
 from .vectors import l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -64,14 +65,21 @@ class TextEncoder:
         self.inputs, self.output = dict(inputs), output
         self.max_length, self.dim, self.pad_id = max_length, dim, pad_id
         self._dtypes = {role: input_dtype(session, name) for role, name in self.inputs.items()}
+        self.model_file: str | None = None  # the bundle file the session runs (set by from_spec)
 
     @classmethod
-    def from_spec(cls, root: Path, spec: Mapping[str, Any], dim: int, **session_kwargs: Any) -> TextEncoder:
-        """Build from a manifest's ``text_encoder`` section; ``session_kwargs`` go to :func:`create_session`."""
+    def from_spec(cls, root: Path, spec: Mapping[str, Any], dim: int, model_format: str = "auto",
+                  **session_kwargs: Any) -> TextEncoder:
+        """Build from a manifest's ``text_encoder`` section; ``session_kwargs`` go to :func:`create_session`.
+
+        ``model_format``: ``"auto"``, ``"onnx"`` or ``"ort"`` (see :func:`runtime.bundle.model_files`).
+        """
         tokenizer, pad_id = load_tokenizer(root / spec["tokenizer"], int(spec["max_length"]))
-        session = create_session(root / spec["file"], **session_kwargs)
-        return cls(session, tokenizer, inputs=spec["inputs"], output=spec["output"],
-                   max_length=int(spec["max_length"]), dim=dim, pad_id=pad_id)
+        session, loaded = create_first_session(root, model_files(spec, model_format), **session_kwargs)
+        encoder = cls(session, tokenizer, inputs=spec["inputs"], output=spec["output"],
+                      max_length=int(spec["max_length"]), dim=dim, pad_id=pad_id)
+        encoder.model_file = loaded
+        return encoder
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length`` (a warning names how many were cut)."""

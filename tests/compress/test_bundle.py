@@ -50,7 +50,7 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
         str(tiny_student_dir), "--prune", "0.25", "--quant", "int8", "--out", str(tmp_path / "int8"),
         "--openmoji-cache", str(caches / "om"), "--wordnet-cache", str(caches / "wn"), "--recovery-steps", "2",
         "--recovery-epochs", "3",
-        "--agreement-sets", "wordnet-val-t2t", "--agreement-sample", "40", "--no-optimize",
+        "--agreement-sets", "wordnet-val-t2t", "--agreement-sample", "40", "--no-optimize", "--ort",
     ])
     manifest = load_manifest(tmp_path / "int8").data
     assert manifest["text_encoder"]["file"] == "text_encoder_int8.onnx"
@@ -67,6 +67,12 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
     retriever = Retriever.open(tmp_path / "int8")
     emb = retriever.embed_texts(TEXTS)
     assert emb.shape == (5, 64) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # --ort: ORT-format twins of the quantised towers, the operator config, and the same embeddings
+    assert manifest["text_encoder"]["ort_file"] == "text_encoder_int8.ort"
+    assert {"text_encoder_int8.ort", "image_encoder_int8.ort", "required_operators.config"} <= set(manifest["files"])
+    assert all(p["min_cosine"] >= 0.9999 for p in report["ort_parity"].values())
+    mobile = Retriever.open(tmp_path / "int8", model_format="ort")
+    assert float((mobile.embed_texts(TEXTS) * emb).sum(1).min()) >= 0.9999
 
 
 def test_cli_rejects_unknown_quant(tiny_student_dir, tmp_path):

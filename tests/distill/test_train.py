@@ -84,3 +84,16 @@ def test_presets_and_overrides():
         assert config.dim == 384 and config.matryoshka_dims[-1] == 384
     with pytest.raises(FileNotFoundError, match="known presets"):
         load_preset("nope")
+
+
+def test_frozen_token_embeddings_stay_inherited_while_the_rest_trains(caches, tmp_path):
+    main(_args(caches, tmp_path / "f", "--set", "train.epochs=1", "--set", "student.text.freeze_embeddings=true"))
+    init = load_student(tmp_path / "f" / "train_state" / "init")
+    trained = load_student(tmp_path / "f")
+    assert trained.config.text.freeze_embeddings
+    assert not trained.text.bert.embeddings.word_embeddings.weight.requires_grad
+    words = "bert.embeddings.word_embeddings.weight"
+    before, after = init.text.state_dict(), trained.text.state_dict()
+    assert np.array_equal(before[words].numpy(), after[words].numpy())
+    assert not np.allclose(before["bert.encoder.layer.0.attention.self.query.weight"].numpy(),
+                           after["bert.encoder.layer.0.attention.self.query.weight"].numpy())

@@ -27,6 +27,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from compress.ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config  # noqa: E402
 from runtime.bundle import write_manifest  # noqa: E402
 from runtime.preprocess import ImagePreprocessor  # noqa: E402
 
@@ -149,12 +150,16 @@ def build(out: Path) -> dict:
     ImagePreprocessor(size=IMAGE_SIZE, resample="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3).save(
         out / "preprocessor.json"
     )
+    for name in ("text_encoder.onnx", "image_encoder.onnx"):  # ORT-format twins, as `compress --ort` writes
+        convert_to_ort(out / name)
+    write_operator_config([out / "text_encoder.ort", out / "image_encoder.ort"], out / OPERATOR_CONFIG)
     return write_manifest(
         out,
         embedding={"dim": DIM, "normalised": True, "matryoshka_dims": [8, 16, 32]},
         teacher="fixture-random-weights",
-        text_encoder={"file": "text_encoder.onnx", "max_length": MAX_LENGTH, "quantization": "fp32"},
-        image_encoder={"file": "image_encoder.onnx", "quantization": "fp32"},
+        text_encoder={"file": "text_encoder.onnx", "ort_file": "text_encoder.ort", "max_length": MAX_LENGTH,
+                      "quantization": "fp32"},
+        image_encoder={"file": "image_encoder.onnx", "ort_file": "image_encoder.ort", "quantization": "fp32"},
         index={"M": 16, "ef_construction": 100, "ef_search": 32},
         producer={"fixture": "tests/runtime/make_fixture_bundle.py"},
     )

@@ -26,6 +26,7 @@ def _flip_byte(path, offset=-10):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.arm64
 def test_fixture_manifest_loads_and_describes_the_bundle():
     manifest = load_manifest(FIXTURE_BUNDLE)
     assert manifest.data["format"] == BUNDLE_FORMAT and manifest.data["version"] == FORMAT_VERSION
@@ -33,7 +34,8 @@ def test_fixture_manifest_loads_and_describes_the_bundle():
     assert manifest.text["inputs"] == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     assert manifest.image["image_size"] == 32 and manifest.index["space"] == "cosine"
     assert set(manifest.data["files"]) == {"text_encoder.onnx", "image_encoder.onnx", "tokenizer.json",
-                                           "preprocessor.json"}
+                                           "preprocessor.json", "text_encoder.ort", "image_encoder.ort",
+                                           "required_operators.config"}
     assert manifest.saved_index is None
     assert sum(p.stat().st_size for p in FIXTURE_BUNDLE.rglob("*")) < 1_000_000
 
@@ -45,8 +47,8 @@ def test_write_manifest_reproduces_the_committed_one(tmp_path):
     (copy / "manifest.json").unlink()
     written = write_manifest(
         copy, embedding=original["embedding"], teacher=original["teacher"]["id"],
-        text_encoder={"file": "text_encoder.onnx", "max_length": 16},
-        image_encoder={"file": "image_encoder.onnx"},
+        text_encoder={"file": "text_encoder.onnx", "ort_file": "text_encoder.ort", "max_length": 16},
+        image_encoder={"file": "image_encoder.onnx", "ort_file": "image_encoder.ort"},
         index={"M": 16, "ef_construction": 100, "ef_search": 32}, producer=original["producer"],
     )
     for key in ("files", "embedding", "text_encoder", "image_encoder", "index", "teacher"):
@@ -54,12 +56,14 @@ def test_write_manifest_reproduces_the_committed_one(tmp_path):
     assert load_manifest(copy).data == written
 
 
+@pytest.mark.arm64
 def test_missing_file_is_named(bundle):
     (bundle / "tokenizer.json").unlink()
     with pytest.raises(BundleError, match="tokenizer.json.*missing"):
         load_manifest(bundle)
 
 
+@pytest.mark.arm64
 def test_altered_file_same_size_fails_the_checksum(bundle):
     _flip_byte(bundle / "text_encoder.onnx")
     with pytest.raises(BundleError, match="text_encoder.onnx.*sha256"):
@@ -74,6 +78,7 @@ def test_truncated_file_fails_the_size_check(bundle):
         load_manifest(bundle, verify="size")
 
 
+@pytest.mark.arm64
 def test_newer_major_format_is_refused_and_newer_minor_accepted(bundle):
     _edit_manifest(bundle, lambda d: d.update(version="2.0"))
     with pytest.raises(BundleError, match="newer than this runtime"):
@@ -103,6 +108,7 @@ def test_inconsistent_manifests_are_refused(bundle, edit, message):
         load_manifest(bundle)
 
 
+@pytest.mark.arm64
 def test_encoder_output_dim_must_match_manifest(bundle):
     _edit_manifest(bundle, lambda d: (d["embedding"].update(dim=64), d["index"].update(dim=64)))
     with pytest.raises(BundleError, match="32-d but the manifest embedding dim is 64"):
@@ -121,6 +127,7 @@ def _saved(bundle):
     return r.save()
 
 
+@pytest.mark.arm64
 def test_saved_index_dim_must_match_manifest(bundle):
     _saved(bundle)
     _edit_manifest(bundle, lambda d: d["index"].update(dim=16))
@@ -129,6 +136,7 @@ def test_saved_index_dim_must_match_manifest(bundle):
 
 
 @pytest.mark.parametrize("name", ["hnsw.bin", "meta.sqlite"])
+@pytest.mark.arm64
 def test_altered_index_file_is_detected(bundle, name):
     generation = _saved(bundle)
     _flip_byte(generation / name, offset=200)
@@ -158,6 +166,7 @@ def test_write_manifest_rejects_a_preprocessor_size_mismatch(bundle):
     assert not (bundle / "manifest.json").exists()
 
 
+@pytest.mark.arm64
 def test_manifest_count_mirrors_the_saved_index(bundle):
     _saved(bundle)
     manifest = load_manifest(bundle)
@@ -168,7 +177,8 @@ def test_manifest_count_mirrors_the_saved_index(bundle):
 def test_text_only_bundle(tmp_path):
     copy = tmp_path / "text-only"
     shutil.copytree(FIXTURE_BUNDLE, copy)
-    for name in ("manifest.json", "image_encoder.onnx", "preprocessor.json"):
+    for name in ("manifest.json", "image_encoder.onnx", "preprocessor.json", "image_encoder.ort",
+                 "text_encoder.ort", "required_operators.config"):
         (copy / name).unlink()
     data = write_manifest(copy, embedding={"dim": 32, "matryoshka_dims": [16]}, teacher={"id": "t", "revision": "r"},
                           text_encoder={"file": "text_encoder.onnx", "max_length": 16, "quantization": "int8"})

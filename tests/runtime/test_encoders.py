@@ -35,6 +35,7 @@ def _gradient(size=(48, 40)) -> Image.Image:
     return Image.fromarray(rgb, "RGB")
 
 
+@pytest.mark.arm64
 def test_text_embeddings_are_normalised_float32(ret):
     emb = ret.embed_texts(TEXTS)
     assert emb.shape == (5, 32) and emb.dtype == np.float32
@@ -42,6 +43,7 @@ def test_text_embeddings_are_normalised_float32(ret):
     assert not np.allclose(emb[0], emb[1])
 
 
+@pytest.mark.arm64
 def test_text_batching_and_padding_do_not_change_embeddings(ret):
     together = ret.embed_texts(TEXTS, batch_size=64)
     alone = np.concatenate([ret.embed_texts([t]) for t in TEXTS])
@@ -60,6 +62,7 @@ def test_bad_texts_are_refused(ret, bad, error, match):
         ret.embed_texts(bad)
 
 
+@pytest.mark.arm64
 def test_long_text_is_truncated_with_a_warning(ret, caplog):
     long = "apple " * 500
     with caplog.at_level(logging.WARNING, logger="runtime.text"):
@@ -68,6 +71,7 @@ def test_long_text_is_truncated_with_a_warning(ret, caplog):
     assert np.allclose(emb[1], ret.embed_texts(["apple " * 14]), atol=1e-5)  # 14 words + [CLS] [SEP] = 16
 
 
+@pytest.mark.arm64
 def test_every_image_source_gives_the_same_embedding(ret, tmp_path):
     image = _gradient()
     path = tmp_path / "g.png"
@@ -80,6 +84,7 @@ def test_every_image_source_gives_the_same_embedding(ret, tmp_path):
     assert np.allclose(emb, emb[0], atol=1e-5)
 
 
+@pytest.mark.arm64
 def test_runtime_pixels_are_exactly_the_shared_transform(ret):
     """The encoder sees exactly what ``ImagePreprocessor`` (the class distill trains with) produces."""
     prep = ImagePreprocessor.load(FIXTURE_BUNDLE / "preprocessor.json")
@@ -103,10 +108,12 @@ def _white() -> Image.Image:
     np.full((40, 40), 65535, dtype=np.uint16),
     np.ones((40, 40, 1), dtype=bool),
 ], ids=["L", "CMYK", "RGBA-transparent", "LA-transparent", "I16", "uint16-array", "bool-array"])
+@pytest.mark.arm64
 def test_odd_image_modes_are_converted(ret, image):
     assert np.allclose(ret.embed_images([image]), ret.embed_images([_white()]), atol=1e-5)
 
 
+@pytest.mark.arm64
 def test_palette_and_16bit_files_round_trip(ret, tmp_path):
     palette = _gradient().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     sixteen = Image.fromarray((np.arange(40 * 40).reshape(40, 40) * 40).astype(np.uint16))
@@ -120,6 +127,7 @@ def test_palette_and_16bit_files_round_trip(ret, tmp_path):
     assert np.allclose(emb[0], ret.embed_images([palette.convert("RGB")])[0], atol=1e-5)
 
 
+@pytest.mark.arm64
 def test_bad_images_are_refused_naming_the_item(ret, tmp_path):
     good = _gradient()
     truncated = tmp_path / "cut.png"
@@ -148,6 +156,7 @@ def test_a_single_image_must_be_wrapped_in_a_list(ret):
         ret.embed_images(_gradient())
 
 
+@pytest.mark.arm64
 def test_matryoshka_dim_truncates_and_renormalises(bundle):
     full = Retriever.open(bundle, threads=1)
     small = Retriever.open(bundle, threads=1, dim=16)
@@ -159,6 +168,7 @@ def test_matryoshka_dim_truncates_and_renormalises(bundle):
         Retriever.open(bundle, dim=12)
 
 
+@pytest.mark.arm64
 def test_sessions_accept_ort_format_models(tmp_path):
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "text.ort")

@@ -19,6 +19,7 @@ def _index(n=0, **kwargs) -> VectorIndex:
     return index
 
 
+@pytest.mark.arm64
 def test_hnsw_recall_against_exact_search():
     data, queries = random_unit(2000, DIM, seed=1), random_unit(50, DIM, seed=2)
     index = VectorIndex(DIM, M=16, ef_construction=100, ef_search=64)
@@ -34,6 +35,7 @@ def test_hnsw_recall_against_exact_search():
     assert np.mean(recall) >= 0.95
 
 
+@pytest.mark.arm64
 def test_scores_are_cosine_similarities_and_self_match_is_first():
     index = _index(100)
     vector = random_unit(100, DIM)[7]
@@ -63,6 +65,7 @@ def test_deleted_labels_are_reused_and_the_graph_does_not_grow():
         assert index.search(vec, k=1, exact=False)[0].id == f"n{i}"
 
 
+@pytest.mark.arm64
 def test_deleted_items_are_never_returned():
     index = _index(300)
     gone = [f"v{i}" for i in range(0, 300, 2)]
@@ -102,12 +105,14 @@ def tagged():
     ({"lang": "xx"}, set()),
 ])
 @pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.arm64
 def test_metadata_filters(tagged, where, expected, exact):
     hits = tagged.search(random_unit(1, DIM, seed=3)[0], k=90, filter=where, exact=exact)
     assert {int(h.id[1:]) for h in hits} == expected
     assert all(h.metadata["nested"] == {"x": int(h.id[1:])} for h in hits)
 
 
+@pytest.mark.arm64
 def test_filtered_hnsw_search_returns_the_top_of_the_subset(tagged):
     query = random_unit(1, DIM, seed=4)[0]
     exact = tagged.search(query, k=5, filter={"lang": "de"}, exact=True)
@@ -176,6 +181,7 @@ def test_other_spaces(space):
         assert hits[0].id == "v17" and hits[0].score >= hits[1].score
 
 
+@pytest.mark.arm64
 def test_save_and_load_round_trip_with_ef_search(tmp_path):
     index = _index(300, ef_search=40)
     index.delete(["v0", "v1"])
@@ -198,6 +204,7 @@ def test_ef_search_is_validated():
         _index().ef_search = 0
 
 
+@pytest.mark.arm64
 def test_hnsw_file_of_another_dim_is_refused(tmp_path):
     import shutil
 

@@ -10,6 +10,7 @@ def prep():
     return ImagePreprocessor(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
+@pytest.mark.arm64
 def test_output_shape_and_range(prep):
     out = prep([Image.new("RGB", (64, 48), (255, 0, 0)), Image.new("RGB", (20, 90), (0, 0, 0))])
     assert out.shape == (2, 3, 32, 32) and out.dtype == np.float32
@@ -29,6 +30,7 @@ def test_output_shape_and_range(prep):
     ],
     ids=["L", "CMYK", "RGBA", "LA", "I16", "P"],
 )
+@pytest.mark.arm64
 def test_modes_become_the_expected_rgb(prep, image):
     if image.mode == "P":
         image.putpalette([255, 255, 255] * 256)
@@ -37,6 +39,7 @@ def test_modes_become_the_expected_rgb(prep, image):
     assert np.asarray(rgb).min() >= 254  # white in every case above
 
 
+@pytest.mark.arm64
 def test_alpha_composited_over_background():
     prep = ImagePreprocessor(size=8, background=(0, 0, 0))
     half = Image.new("RGBA", (8, 8), (255, 255, 255, 128))

@@ -20,6 +20,7 @@ def _fill(r: Retriever) -> None:
     r.add_images(list(COLOURS), images, [{"kind": "image", "n": i} for i in range(len(COLOURS))])
 
 
+@pytest.mark.arm64
 def test_add_search_delete_save_reopen(bundle):
     r = Retriever.open(bundle, threads=1)
     _fill(r)
@@ -52,6 +53,7 @@ def test_search_needs_exactly_one_query(retriever):
     assert retriever.search(text="nothing indexed yet") == []
 
 
+@pytest.mark.arm64
 def test_search_by_vector_and_full_dim_vectors_at_a_matryoshka_dim(bundle):
     r = Retriever.open(bundle, threads=1, dim=16)
     full = Retriever.open(bundle, threads=1).embed_texts(list(TEXTS.values()))
@@ -66,6 +68,7 @@ def test_search_by_vector_and_full_dim_vectors_at_a_matryoshka_dim(bundle):
         Retriever.open(bundle, dim=32)
 
 
+@pytest.mark.arm64
 def test_bad_input_is_refused_and_nothing_already_indexed_is_lost(bundle, tmp_path):
     r = Retriever.open(bundle, threads=1)
     _fill(r)
