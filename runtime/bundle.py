@@ -13,7 +13,7 @@ inconsistent dims/space, each with a :class:`BundleError` naming the file or fie
 from __future__ import annotations
 
 import logging
-import platform
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +247,7 @@ def default_producer() -> dict[str, str]:
 
     from . import __version__
 
-    versions = {"edgeret": __version__, "python": platform.python_version()}
+    versions = {"edgeret": __version__, "python": sys.version.split()[0]}
     for package in _PRODUCER_PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)

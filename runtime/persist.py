@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +143,7 @@ def write_generation(index_dir: str | Path, writer: Callable[[Path], None], meta
         fsync_dir(index_dir.parent)
     generations = _generations(index_dir)
     number = generations[-1][0] + 1 if generations else 1
-    tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp = index_dir / f".tmp-{os.urandom(16).hex()}"
     tmp.mkdir()
     try:
         writer(tmp)
