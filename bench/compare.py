@@ -1,10 +1,12 @@
 """``edgeret bench``: teacher and student variants side by side — accuracy lost versus latency gained.
 
 Accuracy (Recall@1/5/10, MRR@10, nDCG@10, teacher_overlap@10) on the held-out test splits for
-text->image, image->text (OpenMoji) and text->text (WordNet); cost per variant: single-query
-latency p50/p95 at 1 thread and at all cores, model bytes. The teacher's test embeddings come from
-its cache when present (no teacher re-run); bundles are measured through the torch-free runtime
-(``Retriever``), exactly as an app would run them.
+text->image, image->text (OpenMoji) and text->text (WordNet); cost per variant: single-query latency
+p50/p95 at 1 thread and at all cores, model bytes, and, from a fresh process per variant, cold start,
+batch throughput, peak RSS and index build time. Variants: the stand-in teacher in torch (its test
+embeddings from its cache when given) and exported to ONNX, every bundle (through the torch-free
+runtime, as an app runs it) and its Matryoshka dims, a sentence-transformers peer, and GME-2B's
+architecture with random weights (latency and memory only).
 
 Writes ``summary.json`` (DESIGN.md's results contract), ``summary.md`` and ``pareto.png``.
 """
@@ -14,109 +16,63 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
-from collections.abc import Callable
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .costs import FootprintInputs, cost_of, footprint, footprint_columns, latency_queries
 from .datasets import load_eval
 from .datasets.evalset import EvalSet
-from .evaluate import embed_items, score_evalset
-from .report import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+from .encoders import has_images, open_encoder
+from .plots import pareto_plot
+from .report import invocation, machine_info, now_iso, package_versions, write_json
+from .rows import (
+    TASK_SETS,
+    accuracy_rows,
+    complete,
+    dataset_of,
+    embed_tasks,
+    gme_rows,
+    teacher_memo,
+    truncated,
+    with_cost,
+)
+from .tables import latency_ratios, summary_markdown
 
 logger = logging.getLogger(__name__)
 
-TASK_SETS = {"t2i": "openmoji-test-t2i", "i2t": "openmoji-test-i2t", "t2t": "wordnet-test-t2t"}
-METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "teacher_overlap@10")
+#: row order of the summary (bundles and their Matryoshka rows follow)
+ORDER = ("teacher-torch", "teacher-onnx", "gme2b-arch", "peer-st-minilm")
+NOTES = [
+    "query_ms_*: one query at a time (text: WordNet val glosses, 40 x 3; image: rendered val emoji, 15 x 3) after a "
+    "warm-up, in the bench process; `1t` = 1 intra-op thread, `all` = all cores. Bundles run through the runtime "
+    "(tokenise/preprocess + ONNX + normalise), torch rows through their own Python API.",
+    "cold_start_ms, *_batch64_items_per_s, peak_rss_mb, index_build_s: each variant in a fresh process "
+    "(`python -m bench.footprint`), all cores. Cold start = import + open + first text query (interpreter start-up "
+    "excluded, OS file cache warm; a bundle's image session is created on its first image, as the runtime does). "
+    "Then one image query; peak_rss_mb = peak RSS (VmHWM) at that point (serving one query at a time). Throughput = "
+    "median of 3 batches of 64 val glosses / 64 rendered val emoji PNG files; peak_rss_batch_mb = VmHWM after "
+    "them (before any index is built). Index build = embed the task's test corpus and insert "
+    "it into a fresh HNSW index (M=16, ef_construction=200).",
+    "variant@dim rows: the bundle's own embeddings truncated to a Matryoshka prefix and renormalised (what "
+    "`Retriever.open(dim=...)` does); their cost columns are those of the full-dim variant named in `cost_of` "
+    "(the encoders are the same; truncation costs microseconds).",
+    "gme2b-arch: Qwen2-VL-2B (GME-2B) architecture with random weights in a separate process "
+    "(`python -m bench.gme_arch`); see its note column for dtype, token counts and repeats; accuracy is null.",
+    "peer-st-minilm: sentence-transformers on torch with all-MiniLM-L6-v2, text->text only.",
+]
 
 
-def teacher_memo(cache_dirs: list[Path]) -> dict:
-    """Embeddings from the caches of an instruction-free teacher (the stand-in), keyed like
-    ``bench.evaluate.embed_items``'s memo: each row serves the item under any instruction."""
-    from distill.cache import load_cache
+@dataclass
+class Context:
+    """What every variant is measured on."""
 
-    from .datasets import QUERY_INSTRUCTIONS
-
-    memo: dict = {}
-    for cache_dir in cache_dirs:
-        cache = load_cache(cache_dir)
-        rows = cache.rows(cache.ids)
-        for item_id, row in zip(cache.ids, rows, strict=True):
-            for instruction in {None, *QUERY_INSTRUCTIONS.values()}:
-                memo[(item_id, instruction)] = row
-    return memo
-
-
-def time_per_query(fn: Callable[[Any], Any], queries: list, repeats: int = 3, warmup: int = 5) -> dict[str, float]:
-    """p50/p95 milliseconds of ``fn(query)`` over ``queries`` x ``repeats`` after a warm-up."""
-    for q in queries[:warmup]:
-        fn(q)
-    samples = []
-    for _ in range(repeats):
-        for q in queries:
-            start = time.perf_counter()
-            fn(q)
-            samples.append((time.perf_counter() - start) * 1e3)
-    return {"p50": float(np.percentile(samples, 50)), "p95": float(np.percentile(samples, 95))}
-
-
-def latency_queries(n_text: int = 40, n_image: int = 15) -> tuple[list[str], list]:
-    """Real single queries: WordNet glosses and rendered emoji (val split, not the scored test)."""
-    from .datasets.openmoji import emojis
-    from .datasets.render import render_emoji
-    from .datasets.wordnet import synsets
-
-    return [s.gloss for s in synsets("val")[:n_text]], [render_emoji(e.text) for e in emojis("val")[:n_image]]
-
-
-def accuracy_rows(
-    variant: str, encoder: Any, evalsets: dict[str, EvalSet], reference: dict[str, np.ndarray] | None, memo: dict
-) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """One row per task with the metrics; returns the rows and each task's top-10 ranking."""
-    rows, ranked_by_task = [], {}
-    for task, evalset in evalsets.items():
-        queries = embed_items(encoder, evalset.queries, memo=memo)
-        corpus = embed_items(encoder, evalset.corpus, memo=memo)
-        metrics, ranked = score_evalset(queries, corpus, evalset, reference[task] if reference else None)
-        if reference is None:
-            metrics["teacher_overlap@10"] = 1.0 if variant.startswith("teacher") else None
-        ranked_by_task[task] = ranked
-        rows.append({"variant": variant, "task": task, "dataset": evalset.name.replace("-t2i", ""), **metrics})
-    return rows, ranked_by_task
-
-
-def cost_of(encoder_at: Callable[[int], Any], texts: list[str], images: list) -> dict[str, float]:
-    """Single-query text and image latency at 1 thread and at all cores.
-
-    ``encoder_at(threads)`` returns the encoder set up to use that many threads.
-    """
-    cost: dict[str, float] = {}
-    for threads in sorted({1, os.cpu_count() or 1}):
-        encoder = encoder_at(threads)
-        text = time_per_query(lambda q, e=encoder: e.embed_texts([q]), texts)
-        image = time_per_query(lambda q, e=encoder: e.embed_images([q]), images)
-        suffix = "1t" if threads == 1 else "all"
-        cost.update({f"text_query_ms_p50_{suffix}": text["p50"], f"text_query_ms_p95_{suffix}": text["p95"],
-                     f"image_query_ms_p50_{suffix}": image["p50"], f"image_query_ms_p95_{suffix}": image["p95"]})
-    encoder_at(1)
-    return cost
-
-
-def with_cost(row: dict, cost: dict[str, float]) -> dict:
-    """Add the cost columns; ``query_ms_*`` is the latency of this task's query modality."""
-    modality = "image" if row["task"] == "i2t" else "text"
-    row.update(cost)
-    for key in ("p50_1t", "p95_1t", "p50_all", "p95_all"):
-        row[f"query_ms_{key}"] = cost.get(f"{modality}_query_ms_{key}")
-    return row
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    evalsets: dict[str, EvalSet]
+    texts: list[str]
+    images: list
+    inputs: FootprintInputs
+    reference: dict[str, Any] = field(default_factory=dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head-path", type=Path, required=True, help="the stand-in teacher's fitted image head")
     parser.add_argument("--teacher-cache", type=Path, nargs="*", default=[], help="teacher cache folders to reuse")
     parser.add_argument("--bundle", nargs="*", default=[], metavar="NAME=DIR", help="bundles, e.g. student-int8=DIR")
+    parser.add_argument("--teacher-onnx", type=Path, metavar="DIR",
+                        help="add the teacher-onnx row; its bundle is exported here once and reused")
+    parser.add_argument("--peer", action="store_true", help="add the peer-st-minilm row (text->text)")
+    parser.add_argument("--gme-arch", action="store_true", help="add the gme2b-arch row (slow: a few minutes, ~10 GB)")
+    parser.add_argument("--gme-dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="gme2b-arch dtype (GME's CPU default is float32)")
+    parser.add_argument("--gme-repeats", type=int, nargs=2, default=[5, 2], metavar=("TEXT", "IMAGE"),
+                        help="timed gme2b-arch runs per thread count after one warm-up")
+    parser.add_argument("--no-matryoshka", action="store_true", help="skip the variant@dim rows")
+    parser.add_argument("--no-footprint", action="store_true", help="skip the fresh-process cost columns")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     return parser
 
@@ -133,80 +99,106 @@ def _teacher_bytes(teacher: Any) -> int:
     return int(sum(p.numel() * p.element_size() for p in params)) + teacher.head_path.stat().st_size
 
 
+def _finish(rows: list[dict], cost: dict, extra: dict, foot: dict | None) -> list[dict]:
+    return [complete({**with_cost(row, cost), **extra, **(footprint_columns(foot, row["task"]) if foot else {})})
+            for row in rows]
+
+
+def measure_teacher(teacher: Any, args: argparse.Namespace, ctx: Context) -> list[dict]:
+    """teacher-torch rows; sets ``ctx.reference`` (the teacher's top-10 per task)."""
+    memo = teacher_memo(args.teacher_cache) if args.teacher_cache else {}
+    rows, ctx.reference = accuracy_rows("teacher-torch", embed_tasks(teacher, ctx.evalsets, memo), ctx.evalsets, None)
+    cost = cost_of(lambda n: open_encoder("teacher-torch", None, n, cached=teacher), ctx.texts, ctx.images)
+    foot = None if args.no_footprint else footprint(ctx.inputs, "teacher-torch", str(args.head_path))
+    modules = (teacher.text_model, teacher.image_model)
+    params = sum(p.numel() for m in modules for p in m.parameters())
+    params += teacher.head_weight.numel() + teacher.head_bias.numel()
+    extra = {"model_bytes": _teacher_bytes(teacher), "params": params,
+             "note": "test embeddings from the teacher cache" if memo else None}
+    return _finish(rows, cost, extra, foot)
+
+
+def measure_bundle(name: str, path: str, args: argparse.Namespace, ctx: Context, note: str | None = None) -> list[dict]:
+    """Rows of one bundle through the runtime, plus its Matryoshka rows."""
+    retriever = open_encoder("bundle", path, threads=None)
+    embeddings = embed_tasks(retriever, ctx.evalsets)
+    rows, _ = accuracy_rows(name, embeddings, ctx.evalsets, ctx.reference)
+    images = ctx.images if has_images(retriever) else None
+    cost = cost_of(lambda n: open_encoder("bundle", path, n), ctx.texts, images)
+    foot = None if args.no_footprint else footprint(ctx.inputs, "bundle", path)
+    extra = {"model_bytes": sum(f["bytes"] for f in retriever.manifest.data["files"].values()), "note": note}
+    out = _finish(rows, cost, extra, foot)
+    full = retriever.manifest.dim
+    for dim in [] if args.no_matryoshka else [d for d in retriever.manifest.matryoshka_dims if d < full]:
+        sub, _ = accuracy_rows(f"{name}@{dim}", truncated(embeddings, dim), ctx.evalsets, ctx.reference)
+        out += _finish(sub, cost, {**extra, "cost_of": name}, foot)
+    logger.info("%s measured", name)
+    return out
+
+
+def measure_peer(ctx: Context, args: argparse.Namespace) -> list[dict]:
+    """peer-st-minilm: sentence-transformers all-MiniLM-L6-v2 on torch, text->text only."""
+    peer = open_encoder("peer-st", None)
+    evalsets = {"t2t": ctx.evalsets["t2t"]}
+    rows, _ = accuracy_rows("peer-st-minilm", embed_tasks(peer, evalsets), evalsets, ctx.reference)
+    cost = cost_of(lambda n: open_encoder("peer-st", None, n, cached=peer), ctx.texts, None)
+    foot = None if args.no_footprint else footprint(ctx.inputs, "peer-st", None)
+    params = sum(p.numel() for p in peer.model.parameters())
+    return _finish(rows, cost, {"model_bytes": params * 4, "params": params}, foot)
+
+
+def measure_teacher_onnx(teacher: Any, args: argparse.Namespace, ctx: Context) -> list[dict]:
+    """teacher-onnx: export (or reuse) the teacher's fp32 ONNX bundle, check parity, measure it as a bundle."""
+    from compress.samples import real_images, real_texts
+
+    from .teacher_onnx import build_teacher_bundle
+
+    texts = real_texts(64) + [" ".join(["long"] * 400)]
+    info = build_teacher_bundle(teacher, args.teacher_onnx, texts, real_images(16))
+    parity = info["parity"]
+    note = (f"fp32 ONNX of the stand-in teacher; parity vs torch: min cosine text {parity['text']['min_cosine']:.7f}, "
+            f"image {parity['image']['min_cosine']:.7f}")
+    return measure_bundle("teacher-onnx", str(args.teacher_onnx), args, ctx, note=note)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Measure the teacher and every bundle; write summary.json / summary.md / pareto.png."""
+    """Measure every variant asked for; write summary.json / summary.md / pareto.png."""
     args = build_parser().parse_args(argv)
-    import torch
-
-    from distill.teachers.standin import StandinTeacher
-    from runtime.retriever import Retriever
-
     evalsets = {task: load_eval(name) for task, name in TASK_SETS.items()}
     texts, images = latency_queries()
-    teacher = StandinTeacher(head_path=args.head_path, fit_if_missing=False)
-    memo = teacher_memo(args.teacher_cache) if args.teacher_cache else {}
-    rows, reference = accuracy_rows("teacher-torch", teacher, evalsets, None, memo)
-    teacher_cost = cost_of(lambda n: (torch.set_num_threads(n), teacher)[1], texts, images)
-    for row in rows:
-        with_cost(row, teacher_cost).update(model_bytes=_teacher_bytes(teacher), peak_rss_mb=_peak_rss_mb())
-    for spec in args.bundle:
-        name, _, path = spec.partition("=")
-        retriever = Retriever.open(path, threads=1)
-        variant_rows, _ = accuracy_rows(name, retriever, evalsets, reference, {})
-        cost = cost_of(lambda n, p=path: Retriever.open(p, threads=n, verify="size"), texts, images)
-        size = sum(f["bytes"] for f in retriever.manifest.data["files"].values())
-        for row in variant_rows:
-            with_cost(row, cost).update(model_bytes=size, peak_rss_mb=None)
-        rows += variant_rows
-        logger.info("%s measured", name)
+    with tempfile.TemporaryDirectory(prefix="edgeret-bench-") as tmp:
+        ctx = Context(evalsets, texts, images, FootprintInputs(Path(tmp), evalsets))
+        teacher = open_encoder("teacher-torch", str(args.head_path))
+        rows = measure_teacher(teacher, args, ctx)
+        if args.teacher_onnx:
+            rows += measure_teacher_onnx(teacher, args, ctx)
+        del teacher
+        if args.peer:
+            rows += measure_peer(ctx, args)
+        for spec in args.bundle:
+            name, _, path = spec.partition("=")
+            rows += measure_bundle(name, path, args, ctx)
+    if args.gme_arch:
+        from .gme_arch import run_in_subprocess
+
+        result = run_in_subprocess(args.gme_dtype, *args.gme_repeats)
+        rows += gme_rows(result, {task: dataset_of(evalset) for task, evalset in evalsets.items()})
+    rows.sort(key=lambda r: ORDER.index(r["variant"]) if r["variant"] in ORDER else len(ORDER))
     return write_results(rows, argv, args.out)
 
 
 def write_results(rows: list[dict], argv: list[str] | None, out: Path) -> dict:
-    """summary.json in the DESIGN.md contract, the markdown table and the Pareto plot."""
+    """summary.json in the DESIGN.md contract (plus latency ratios and notes), summary.md and the Pareto plot."""
     threads = sorted({1, os.cpu_count() or 1})
     summary = {
         "command": invocation("edgeret bench", argv), "created": now_iso(), "machine": machine_info(threads),
-        "versions": package_versions(), "rows": rows,
+        "versions": package_versions(("edgeret", "numpy", "onnxruntime", "torch", "transformers",
+                                      "sentence-transformers", "hnswlib")),
+        "rows": rows, "latency_ratios": latency_ratios(rows), "notes": NOTES,
     }
     write_json(out / "summary.json", summary)
-    columns = ["variant", "task", "recall@1", "recall@10", "mrr@10", "ndcg@10", "teacher_overlap@10",
-               "query_ms_p50_1t", "query_ms_p50_all", "model_bytes"]
-    table = markdown_table(rows, columns)
-    (out / "summary.md").write_text(f"`{summary['command']}`\n\n{table}\n", encoding="utf-8")
+    markdown = summary_markdown(summary)
+    (out / "summary.md").write_text(markdown, encoding="utf-8")
     pareto_plot(rows, out / "pareto.png")
-    print(table)
+    logger.info("wrote %s, summary.md, pareto.png\n%s", out / "summary.json", markdown)
     return summary
-
-
-def pareto_plot(rows: list[dict], path: Path) -> None:
-    """Quality (Recall@10 per task) against 1-thread text-query latency, log scale, one point per variant."""
-    try:
-        import matplotlib
-        import matplotlib.ticker
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - bench extra missing
-        logger.warning("matplotlib is not installed (pip install 'edgeret[bench]'): no Pareto plot")
-        return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for task, marker in zip(TASK_SETS, "os^", strict=True):
-        points = [(r["query_ms_p50_1t"], r["recall@10"], r["variant"]) for r in rows
-                  if r["task"] == task and r.get("query_ms_p50_1t") and r.get("recall@10") is not None]
-        if not points:
-            continue
-        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=task)
-        for x, y, name in points:
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("query latency p50, 1 thread, ms, log scale (text query; image query for i2t)")
-    ax.set_ylabel("Recall@10 (held-out test)")
-    ax.set_title("edgeret: accuracy vs latency")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

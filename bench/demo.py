@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 BUNDLES = {
     "student-fp32": ["--quant", "fp32"],
     "student-pruned": ["--quant", "fp32", "--prune", "0.25", "--recovery-steps", "40"],
-    "student-int8": ["--quant", "int8"],
-    "student-int4": ["--quant", "int4"],
+    "student-int8": ["--quant", "int8", "--ort"],
+    "student-int4": ["--quant", "int4", "--ort"],
 }
 
 
@@ -128,8 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
              "--out", str(student), "--test", *(["--fresh"] if args.force else [])]))
     bundles = stages.run("compress", lambda: _compress(student, work / "bundles", caches, args.force))
     stages.run("index + search (runtime, no torch)", lambda: _index_and_search(bundles["student-int8"], work))
+    from os import environ  # EDGERET_DEMO_GME=1 adds the gme2b-arch row (GME-2B's architecture: ~8 min, ~9 GB)
+
+    gme = ["--gme-arch"] if environ.get("EDGERET_DEMO_GME") == "1" else []
     stages.run("bench", lambda: bench(
         ["--head-path", str(head), "--teacher-cache", *caches, "--out", str(args.results),
+         "--teacher-onnx", str(work / "bundles" / "teacher-onnx"), "--peer", *gme,
          "--bundle", *(f"{name}={path}" for name, path in bundles.items())]))
     logger.info("stage seconds: %s", stages.seconds)
     return {"seconds": stages.seconds}

@@ -1,0 +1,111 @@
+"""Rows of ``summary.json``: accuracy per (variant, task) from embeddings, Matryoshka rows, and the
+fixed set of columns every row carries (a metric that does not apply is null)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets.evalset import EvalSet
+from .evaluate import embed_items, score_evalset
+
+logger = logging.getLogger(__name__)
+
+TASK_SETS = {"t2i": "openmoji-test-t2i", "i2t": "openmoji-test-i2t", "t2t": "wordnet-test-t2t"}
+METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "teacher_overlap@10")
+LATENCY = tuple(f"{m}_query_ms_{p}_{t}" for m in ("text", "image") for t in ("1t", "all") for p in ("p50", "p95"))
+QUERY = ("query_ms_p50_1t", "query_ms_p95_1t", "query_ms_p50_all", "query_ms_p95_all")
+FOOTPRINT = ("cold_start_ms", "peak_rss_mb", "peak_rss_batch_mb", "text_batch64_items_per_s",
+             "image_batch64_items_per_s", "index_build_s", "index_items")
+#: every row has exactly these keys, in this order
+COLUMNS = ("variant", "task", "dataset", "dim", *METRICS, *QUERY, *LATENCY, "model_bytes", "params", *FOOTPRINT,
+           "cost_of", "note")
+
+Embeddings = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def teacher_memo(cache_dirs: list[Path]) -> dict:
+    """Embeddings from the caches of an instruction-free teacher (the stand-in), keyed like
+    ``bench.evaluate.embed_items``'s memo: each row serves the item under any instruction."""
+    from distill.cache import load_cache
+
+    from .datasets import QUERY_INSTRUCTIONS
+
+    memo: dict = {}
+    for cache_dir in cache_dirs:
+        cache = load_cache(cache_dir)
+        rows = cache.rows(cache.ids)
+        for item_id, row in zip(cache.ids, rows, strict=True):
+            for instruction in {None, *QUERY_INSTRUCTIONS.values()}:
+                memo[(item_id, instruction)] = row
+    return memo
+
+
+def embed_tasks(encoder: Any, evalsets: dict[str, EvalSet], memo: dict | None = None) -> Embeddings:
+    """(query, corpus) embeddings of every task's eval set."""
+    memo = {} if memo is None else memo
+    return {task: (embed_items(encoder, e.queries, memo=memo), embed_items(encoder, e.corpus, memo=memo))
+            for task, e in evalsets.items()}
+
+
+def truncated(embeddings: Embeddings, dim: int) -> Embeddings:
+    """Matryoshka prefix of every embedding, renormalised (as the runtime's ``dim=``)."""
+    from runtime.vectors import truncate
+
+    return {task: (truncate(q, dim), truncate(c, dim)) for task, (q, c) in embeddings.items()}
+
+
+def accuracy_rows(variant: str, embeddings: Embeddings, evalsets: dict[str, EvalSet],
+                  reference: dict[str, np.ndarray] | None) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One row per task with the metrics (``reference`` None: this is the teacher, overlap 1)."""
+    rows, ranked_by_task = [], {}
+    for task, (queries, corpus) in embeddings.items():
+        evalset = evalsets[task]
+        metrics, ranked = score_evalset(queries, corpus, evalset, reference[task] if reference else None)
+        if reference is None:
+            metrics["teacher_overlap@10"] = 1.0
+        ranked_by_task[task] = ranked
+        rows.append({"variant": variant, "task": task, "dataset": dataset_of(evalset), "dim": int(queries.shape[1]),
+                     **metrics})
+    return rows, ranked_by_task
+
+
+def dataset_of(evalset: EvalSet) -> str:
+    """``openmoji-test`` / ``wordnet-test`` (the eval set's name without its task suffix)."""
+    return evalset.name.replace("-t2i", "").replace("-i2t", "").replace("-t2t", "")
+
+
+def with_cost(row: dict, cost: dict[str, Any]) -> dict:
+    """Add the cost columns; ``query_ms_*`` is the latency of this task's query modality."""
+    modality = "image" if row["task"] == "i2t" else "text"
+    row.update(cost)
+    for key in ("p50_1t", "p95_1t", "p50_all", "p95_all"):
+        row[f"query_ms_{key}"] = cost.get(f"{modality}_query_ms_{key}")
+    return row
+
+
+def complete(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every column of :data:`COLUMNS` (missing ones null), in that order; extra keys kept last."""
+    out = {key: row.get(key) for key in COLUMNS}
+    out.update({k: v for k, v in row.items() if k not in out})
+    return out
+
+
+def gme_rows(result: dict[str, Any], datasets: dict[str, str]) -> list[dict[str, Any]]:
+    """``gme2b-arch`` rows (one per task, accuracy null) from :func:`bench.gme_arch.measure`'s result."""
+    cost = {k: result.get(k) for k in LATENCY}
+    element = 2 if result["dtype"] == "bfloat16" else 4
+    note = (f"Qwen2-VL-2B architecture, random weights, {result['dtype']}; text query {result['text_sequence']} "
+            f"tokens, image {result['image_px'][0]}x{result['image_px'][1]} px ({result['image_tokens']} visual "
+            f"tokens, {result['image_sequence']} tokens); p50 of {result['text_repeats']} text / "
+            f"{result['image_repeats']} image runs")
+    rows = []
+    for task, dataset in datasets.items():
+        row = {"variant": "gme2b-arch", "task": task, "dataset": dataset, "dim": result["embedding_dim"],
+               "model_bytes": result["params"] * element, "params": result["params"],
+               "peak_rss_mb": result["peak_rss_mb"], "note": note}
+        rows.append(complete(with_cost(row, cost)))
+    return rows

@@ -1,0 +1,63 @@
+"""ANN study on tiny sizes: exact ground truth, synthetic vectors, recall at high ef ~ 1, output files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.ann_study import main
+from bench.ann_vectors import collection, exact_topk, random_centres, recall_at_k, split_queries, synthetic
+
+
+def test_exact_topk_matches_a_full_sort():
+    rng = np.random.default_rng(1)
+    data = random_centres(1000, 16, rng)
+    queries = random_centres(7, 16, rng)
+    expected = np.argsort(-(queries @ data.T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(exact_topk(data, queries, k=10, chunk=128), expected)
+
+
+def test_recall_hand_case():
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = np.array([[4, 3, 9, 9], [5, 6, 7, 8]])
+    assert recall_at_k(found, exact) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_synthetic_vectors_cluster_around_parents():
+    rng = np.random.default_rng(0)
+    parents = random_centres(5, 64, rng)
+    children = synthetic(500, parents, rng, spread=0.5)
+    assert children.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(children, axis=1), 1.0, atol=1e-5)
+    nearest = (children @ parents.T).max(axis=1)
+    assert np.median(nearest) == pytest.approx(1 / np.sqrt(1.25), abs=0.03)
+
+
+def test_collection_keeps_real_first_and_held_out_queries_apart():
+    rng = np.random.default_rng(0)
+    real = random_centres(300, 8, rng)
+    base, queries = split_queries(real, 20, rng)
+    assert len(base) == 280 and len(queries) == 20
+    assert not np.isin(queries.view("V32"), base.view("V32")).any()
+    data, n_real = collection(1000, base, rng)
+    assert n_real == 280 and data.shape == (1000, 8)
+    np.testing.assert_array_equal(data[:280], base)
+    small, n_small = collection(100, base, rng)
+    assert n_small == 100 and small.shape == (100, 8)
+
+
+def test_study_on_tiny_sizes(tmp_path):
+    summary = main(["--sizes", "1500", "3000", "--queries", "40", "--ef", "10", "320", "--dim", "32",
+                    "--out", str(tmp_path)])
+    assert [r["size"] for r in summary["sizes"]] == [1500, 3000]
+    for result in summary["sizes"]:
+        by_ef = {s["ef_search"]: s for s in result["sweep"]}
+        assert by_ef[320]["recall@10"] >= 0.99
+        assert by_ef[10]["recall@10"] <= by_ef[320]["recall@10"]
+        assert result["file_bytes_per_vector"] > 32 * 4  # the vector plus its links
+        assert result["build_s"] > 0 and by_ef[10]["query_ms_p50_1t"] > 0
+    assert json.loads((tmp_path / "ann.json").read_text())["M"] == 16
+    assert "ef_search" in (tmp_path / "ann.md").read_text()
+    assert (tmp_path / "ann.png").stat().st_size > 1000

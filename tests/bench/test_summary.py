@@ -1,0 +1,106 @@
+"""Rows and files of ``edgeret bench``: accuracy rows, Matryoshka rows, gme rows, summary.json's contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.compare import build_parser, write_results
+from bench.datasets.evalset import EvalSet
+from bench.datasets.items import CorpusItem
+from bench.rows import COLUMNS, METRICS, accuracy_rows, complete, gme_rows, truncated, with_cost
+from bench.tables import latency_ratios, overview
+
+#: the row keys DESIGN.md's results contract names
+CONTRACT = ("variant", "task", "dataset", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10",
+            "teacher_overlap@10", "query_ms_p50_1t", "query_ms_p95_1t", "model_bytes", "peak_rss_mb")
+
+
+def _evalset(n: int = 12) -> EvalSet:
+    queries = [CorpusItem(f"q{i}", "text", text=f"query {i}") for i in range(n)]
+    corpus = [CorpusItem(f"d{i}", "text", text=f"doc {i}") for i in range(n)]
+    return EvalSet("toy-test-t2t", "t2t", queries, corpus, {f"q{i}": {f"d{i}"} for i in range(n)})
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_accuracy_and_matryoshka_rows():
+    rng = np.random.default_rng(0)
+    docs = _unit(rng.standard_normal((12, 8)))
+    queries = _unit(docs + 0.01 * rng.standard_normal((12, 8)))  # each query next to its own doc
+    evalsets = {"t2t": _evalset()}
+    rows, reference = accuracy_rows("teacher-torch", {"t2t": (queries, docs)}, evalsets, None)
+    assert rows[0]["recall@1"] == 1.0 and rows[0]["mrr@10"] == 1.0 and rows[0]["teacher_overlap@10"] == 1.0
+    assert rows[0]["dataset"] == "toy-test" and rows[0]["dim"] == 8
+    small = truncated({"t2t": (queries, docs)}, 4)
+    np.testing.assert_allclose(np.linalg.norm(small["t2t"][0], axis=1), 1.0, atol=1e-6)
+    sub, _ = accuracy_rows("student@4", small, evalsets, reference)
+    assert sub[0]["dim"] == 4 and 0.0 <= sub[0]["teacher_overlap@10"] <= 1.0
+    flipped, _ = accuracy_rows("shuffled", {"t2t": (queries[::-1].copy(), docs)}, evalsets, reference)
+    assert flipped[0]["recall@1"] < 0.5
+
+
+def test_with_cost_picks_the_query_modality():
+    cost = {"text_query_ms_p50_1t": 1.0, "image_query_ms_p50_1t": 5.0}
+    assert with_cost({"task": "t2i"}, cost)["query_ms_p50_1t"] == 1.0
+    assert with_cost({"task": "i2t"}, cost)["query_ms_p50_1t"] == 5.0
+    row = complete({"variant": "v", "task": "t2t", "extra": 1})
+    assert list(row)[: len(COLUMNS)] == list(COLUMNS) and row["extra"] == 1 and row["recall@1"] is None
+
+
+def _gme_result() -> dict:
+    result = {"params": 2_208_985_600, "dtype": "float32", "embedding_dim": 1536, "text_sequence": 39,
+              "image_sequence": 278, "image_px": [448, 448], "image_tokens": 256, "text_repeats": 5,
+              "image_repeats": 2, "peak_rss_mb": 9000.0}
+    for suffix, scale in (("1t", 1.0), ("all", 0.6)):
+        result |= {f"text_query_ms_p50_{suffix}": 900 * scale, f"text_query_ms_p95_{suffix}": 950 * scale,
+                   f"image_query_ms_p50_{suffix}": 20000 * scale, f"image_query_ms_p95_{suffix}": 21000 * scale}
+    return result
+
+
+def _student_rows() -> list[dict]:
+    rows = []
+    for task in ("t2i", "i2t", "t2t"):
+        row = {"variant": "student-int8", "task": task, "dataset": "x-test", "dim": 384, "model_bytes": 10,
+               "peak_rss_mb": 100.0, **{m: 0.5 for m in METRICS}}
+        rows.append(complete(with_cost(row, {"text_query_ms_p50_1t": 1.5, "image_query_ms_p50_1t": 4.0,
+                                              "text_query_ms_p50_all": 1.0, "image_query_ms_p50_all": 2.0})))
+    return rows
+
+
+def test_gme_rows_have_null_accuracy_and_latency():
+    rows = gme_rows(_gme_result(), {"t2i": "openmoji-test", "i2t": "openmoji-test", "t2t": "wordnet-test"})
+    assert [r["task"] for r in rows] == ["t2i", "i2t", "t2t"]
+    for row in rows:
+        assert all(row[m] is None for m in METRICS)
+        assert row["model_bytes"] == 4 * 2_208_985_600 and row["peak_rss_mb"] == 9000.0
+    assert rows[1]["query_ms_p50_1t"] == 20000 and rows[0]["query_ms_p50_1t"] == 900
+    ratios = latency_ratios(_student_rows() + rows)
+    assert ratios["gme2b-arch"]["text_query_ms_p50_1t"] == pytest.approx(600)
+    assert ratios["gme2b-arch"]["image_query_ms_p50_1t"] == pytest.approx(5000)
+
+
+def test_summary_json_follows_the_contract(tmp_path):
+    rows = _student_rows() + gme_rows(_gme_result(), {"t2i": "o", "i2t": "o", "t2t": "w"})
+    summary = write_results(rows, ["--head-path", "h", "--gme-arch"], tmp_path)
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data == json.loads(json.dumps(summary))
+    assert data["command"] == "edgeret bench --head-path h --gme-arch"
+    assert {"command", "created", "machine", "versions", "rows"} <= set(data)
+    assert {"cpu", "cores", "threads_used"} <= set(data["machine"])
+    assert {"edgeret", "onnxruntime", "torch"} <= set(data["versions"])
+    for row in data["rows"]:
+        assert set(CONTRACT) <= set(row) and list(row)[: len(COLUMNS)] == list(COLUMNS)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "gme2b-arch" in markdown and "Latency relative to student-int8" in markdown
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    assert [line["variant"] for line in overview(rows)] == ["student-int8", "gme2b-arch"]
+
+
+def test_parser_has_the_new_rows():
+    args = build_parser().parse_args(["--head-path", "h", "--teacher-onnx", "t", "--peer", "--gme-arch"])
+    assert args.peer and args.gme_arch and str(args.teacher_onnx) == "t" and args.gme_repeats == [5, 2]
