@@ -62,6 +62,9 @@ class CompressOptions:
     def __post_init__(self) -> None:
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {QUANT_MODES}, got {self.quant!r}")
+        if self.ort and TOWER_QUANT[self.quant][0] == "int4":
+            raise ValueError("--ort with int4: onnxruntime's ORT format cannot store the 4-bit (uint4) embedding "
+                             "table of GatherBlockQuantized ('Unsupported tensor data type'); use int8 for mobile")
 
 
 def _suffix(mode: str) -> str:

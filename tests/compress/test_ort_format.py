@@ -26,3 +26,11 @@ def test_update_replaces_only_the_marked_block(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(SystemExit, match="no <!-- operators:start -->"):
         main([str(FIXTURE), "--update", str(tmp_path / "plain.md")])
+
+
+def test_ort_with_int4_is_refused_with_the_reason():
+    from compress.bundle import CompressOptions
+
+    with pytest.raises(ValueError, match="cannot store the 4-bit"):
+        CompressOptions(quant="int4", ort=True)
+    assert CompressOptions(quant="int8", ort=True).ort
