@@ -109,6 +109,9 @@ def _export(model, work: Path, options: CompressOptions) -> dict[str, Any]:
         out[tower] = dst
         out[f"{tower}_optimisation"] = {"kept": winner, "latency_ms_1t": timings}
     out["feeds"] = feeds
+    ids, mask = model.tokenize(texts)
+    out["parity_feeds"] = {"text": {"input_ids": ids.numpy(), "attention_mask": mask.numpy()},
+                           "image": {"pixel_values": model.preprocessor(images)}}
     return out
 
 
@@ -172,7 +175,8 @@ def _write_ort(out: Path, names: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Each tower's ``.ort`` against its ``.onnx`` on the parity inputs; raises if they disagree."""
+    """Each tower's ``.ort`` against its ``.onnx`` on the parity inputs (real texts and images, one batch each);
+    raises if they disagree."""
     from .ort_format import ort_parity
 
     result = {}
@@ -250,7 +254,7 @@ def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOpti
                   "bytes": {t: files[t].stat().st_size for t in files}}
         manifest = _write(model, out, files, options, report)
         if options.ort:
-            report["ort_parity"] = _ort_parity(out, manifest, fp32["feeds"])
+            report["ort_parity"] = _ort_parity(out, manifest, fp32["parity_feeds"])
             manifest = _write(model, out, files, options, report)
         if options.quant != "fp32" and options.check_agreement:
             report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
