@@ -35,6 +35,10 @@ TOWER_QUANT = {"fp32": ("fp32", "fp32"), "int8": ("int8", "int8"), "int4": ("int
 IMAGE_INT8_EXCLUDE = ("_conv_stem/", "_blocks.0/_depthwise_conv/")
 INDEX = {"space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64}
 INT8_TARGETS = {"top10_overlap": 0.9, "recall_drop": 0.02}
+#: .ort vs .onnx, per item, by (float tower?): float graphs agree to rounding; in a quantised graph the
+#: portable .ort keeps the float stem out of x86's NCHWc kernels, and a last-bit change before a
+#: QuantizeLinear can flip a rounding step (measured: INT8 image min cosine 0.99946 over 16 images)
+ORT_PARITY_MIN_COSINE = {True: 0.9999, False: 0.999}
 
 
 @dataclass
@@ -183,8 +187,10 @@ def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> 
     for tower in ("text", "image"):
         spec = manifest[f"{tower}_encoder"]
         result[tower] = ort_parity(out / spec["file"], out / spec["ort_file"], feeds[tower])
-        if result[tower]["min_cosine"] < 0.9999:
-            raise RuntimeError(f"{spec['ort_file']} disagrees with {spec['file']}: {result[tower]}")
+        floor = ORT_PARITY_MIN_COSINE[spec["quantization"] in ("fp32", "fp16")]
+        if result[tower]["min_cosine"] < floor:
+            raise RuntimeError(f"{spec['ort_file']} disagrees with {spec['file']} (min cosine < {floor}): "
+                               f"{result[tower]}")
     return result
 
 
