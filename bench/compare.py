@@ -118,6 +118,20 @@ def measure_teacher(teacher: Any, args: argparse.Namespace, ctx: Context) -> lis
     return _finish(rows, cost, extra, foot)
 
 
+def shipped_bytes(retriever) -> int:
+    """Bytes of the bundle as the runtime uses it: every file except the tower twins it did not load
+    (``.onnx`` vs ``.ort``) and the operator list for minimal builds (a build-time file)."""
+    from runtime.bundle import OPERATOR_CONFIG
+
+    manifest = retriever.manifest
+    encoders = [e for e in (retriever.text_encoder, retriever.image_encoder) if e is not None]
+    loaded = {e.model_file for e in encoders}
+    towers = {spec[key] for spec in (manifest.text, manifest.image) if spec for key in ("file", "ort_file")
+              if spec.get(key)}
+    skip = (towers - loaded) | {OPERATOR_CONFIG}
+    return sum(entry["bytes"] for name, entry in manifest.data["files"].items() if name not in skip)
+
+
 def measure_bundle(name: str, path: str, args: argparse.Namespace, ctx: Context, note: str | None = None) -> list[dict]:
     """Rows of one bundle through the runtime, plus its Matryoshka rows."""
     retriever = open_encoder("bundle", path, threads=None)
@@ -126,7 +140,7 @@ def measure_bundle(name: str, path: str, args: argparse.Namespace, ctx: Context,
     images = ctx.images if has_images(retriever) else None
     cost = cost_of(lambda n: open_encoder("bundle", path, n), ctx.texts, images)
     foot = None if args.no_footprint else footprint(ctx.inputs, "bundle", path)
-    extra = {"model_bytes": sum(f["bytes"] for f in retriever.manifest.data["files"].values()), "note": note}
+    extra = {"model_bytes": shipped_bytes(retriever), "note": note}
     out = _finish(rows, cost, extra, foot)
     full = retriever.manifest.dim
     for dim in [] if args.no_matryoshka else [d for d in retriever.manifest.matryoshka_dims if d < full]:

@@ -17,9 +17,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from runtime.bundle import OPERATOR_CONFIG
+
 logger = logging.getLogger(__name__)
 
-OPERATOR_CONFIG = "required_operators.config"
 MARKERS = ("<!-- operators:start -->", "<!-- operators:end -->")
 #: graph transformers that produce x86-specific layouts; left out so the .ort runs on ARM too
 _NON_PORTABLE_OPTIMIZERS = ["NchwcTransformer"]

@@ -30,6 +30,8 @@ FORMAT_VERSION = "1.1"  # 1.1: optional per-tower "ort_file"
 MANIFEST_NAME = "manifest.json"
 SPACES = ("cosine", "ip", "l2")
 MODEL_FORMATS = ("auto", "onnx", "ort")
+#: operator list for onnxruntime minimal builds, written beside .ort twins (build-time only)
+OPERATOR_CONFIG = "required_operators.config"
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_ROLES = ("pixel_values",)
 INDEX_DEFAULTS = {"path": "index", "space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64, "count": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,16 @@ def test_summary_json_follows_the_contract(tmp_path):
 def test_parser_has_the_new_rows():
     args = build_parser().parse_args(["--head-path", "h", "--teacher-onnx", "t", "--peer", "--gme-arch"])
     assert args.peer and args.gme_arch and str(args.teacher_onnx) == "t" and args.gme_repeats == [5, 2]
+
+
+def test_shipped_bytes_count_the_loaded_twin_only():
+    from bench.compare import shipped_bytes
+    from runtime.retriever import Retriever
+
+    fixture = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
+    files = {p.name: p.stat().st_size for p in fixture.iterdir() if p.is_file() and p.name != "manifest.json"}
+    common = sum(b for n, b in files.items() if not n.startswith(("text_encoder", "image_encoder"))
+                 and n != "required_operators.config")
+    for fmt, suffix in (("ort", ".ort"), ("onnx", ".onnx")):
+        r = Retriever.open(fixture, threads=1, model_format=fmt)
+        assert shipped_bytes(r) == common + files[f"text_encoder{suffix}"] + files[f"image_encoder{suffix}"]
