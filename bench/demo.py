@@ -23,7 +23,7 @@ BUNDLES = {
     "student-fp32": ["--quant", "fp32"],
     "student-pruned": ["--quant", "fp32", "--prune", "0.25", "--recovery-steps", "40"],
     "student-int8": ["--quant", "int8", "--ort"],
-    "student-int4": ["--quant", "int4"],  # no --ort: the ORT format cannot store 4-bit tensors
+    "student-int4": ["--quant", "int4", "--ort"],  # .ort for the INT8 image tower only (no 4-bit in ORT format)
 }
 
 

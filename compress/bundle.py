@@ -66,9 +66,7 @@ class CompressOptions:
     def __post_init__(self) -> None:
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {QUANT_MODES}, got {self.quant!r}")
-        if self.ort and TOWER_QUANT[self.quant][0] == "int4":
-            raise ValueError("--ort with int4: onnxruntime's ORT format cannot store the 4-bit (uint4) embedding "
-                             "table of GatherBlockQuantized ('Unsupported tensor data type'); use int8 for mobile")
+
 
 
 def _suffix(mode: str) -> str:
@@ -152,7 +150,7 @@ def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, r
     names = {"text": f"text_encoder{_suffix(text_mode)}.onnx", "image": f"image_encoder{_suffix(image_mode)}.onnx"}
     for tower, path in files.items():
         shutil.copyfile(path, out / names[tower])
-    ort_files = _write_ort(out, names) if options.ort else {}
+    ort_files = _write_ort(out, names, options.quant) if options.ort else {}
     model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
     model.preprocessor.save(out / "preprocessor.json")
     (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -169,11 +167,20 @@ def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, r
     )
 
 
-def _write_ort(out: Path, names: dict[str, str]) -> dict[str, dict[str, str]]:
+def ort_towers(quant: str) -> tuple[str, ...]:
+    """Towers that get an ``.ort`` twin: not INT4 ones (the ORT format has no 4-bit tensor type, so the
+    uint4 embedding table of GatherBlockQuantized cannot be stored: 'Unsupported tensor data type')."""
+    return tuple(tower for tower, mode in zip(("text", "image"), TOWER_QUANT[quant], strict=True) if mode != "int4")
+
+
+def _write_ort(out: Path, names: dict[str, str], quant: str) -> dict[str, dict[str, str]]:
     """``.ort`` twins of the tower files and the operator config; the manifest's ``ort_file`` entries."""
     from .ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config
 
-    converted = {tower: convert_to_ort(out / name) for tower, name in names.items()}
+    towers = ort_towers(quant)
+    for tower in set(names) - set(towers):
+        logger.info("%s tower (%s): no .ort twin, the ORT format cannot store 4-bit tensors", tower, quant)
+    converted = {tower: convert_to_ort(out / names[tower]) for tower in towers}
     write_operator_config(converted.values(), out / OPERATOR_CONFIG)
     return {tower: {"ort_file": path.name} for tower, path in converted.items()}
 
@@ -186,6 +193,8 @@ def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> 
     result = {}
     for tower in ("text", "image"):
         spec = manifest[f"{tower}_encoder"]
+        if not spec.get("ort_file"):
+            continue
         result[tower] = ort_parity(out / spec["file"], out / spec["ort_file"], feeds[tower])
         floor = ORT_PARITY_MIN_COSINE[spec["quantization"] in ("fp32", "fp16")]
         if result[tower]["min_cosine"] < floor:
@@ -217,7 +226,8 @@ def _bundle_bytes(manifest: dict[str, Any]) -> dict[str, int]:
     mobile_only = {n for n in sizes if n.endswith(".ort") or n == OPERATOR_CONFIG}
     out = {"bundle_bytes": sum(b for n, b in sizes.items() if n not in mobile_only)}
     if mobile_only:
-        onnx_towers = {manifest[f"{t}_encoder"]["file"] for t in ("text", "image") if manifest.get(f"{t}_encoder")}
+        specs = [manifest[f"{t}_encoder"] for t in ("text", "image") if manifest.get(f"{t}_encoder")]
+        onnx_towers = {spec["file"] for spec in specs if spec.get("ort_file")}  # replaced by their twins
         out["mobile_bundle_bytes"] = sum(b for n, b in sizes.items() if n not in onnx_towers)
     return out
 

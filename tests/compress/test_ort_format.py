@@ -28,9 +28,8 @@ def test_update_replaces_only_the_marked_block(tmp_path):
         main([str(FIXTURE), "--update", str(tmp_path / "plain.md")])
 
 
-def test_ort_with_int4_is_refused_with_the_reason():
-    from compress.bundle import CompressOptions
+def test_int4_text_towers_get_no_ort_twin():
+    from compress.bundle import ort_towers
 
-    with pytest.raises(ValueError, match="cannot store the 4-bit"):
-        CompressOptions(quant="int4", ort=True)
-    assert CompressOptions(quant="int8", ort=True).ort
+    assert ort_towers("int4") == ("image",)  # the INT8 image tower of an INT4 bundle still gets one
+    assert ort_towers("int8") == ort_towers("fp32") == ("text", "image")
