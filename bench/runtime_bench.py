@@ -29,7 +29,7 @@ from .report import invocation, machine_info, markdown_table, now_iso, package_v
 logger = logging.getLogger(__name__)
 
 _COLD_START = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from runtime.retriever import Retriever
 r = Retriever.open(sys.argv[1], threads=1, verify=sys.argv[2] if sys.argv[2] != "True" else True)
@@ -37,23 +37,9 @@ hits = r.search(text="a small yellow fruit", k=10)
 t1 = time.perf_counter()
 for q in ["red heart", "a cat face", "the national flag of France"] * 30:
     r.search(text=q, k=10)
+from bench.footprint import peak_rss_mb  # VmHWM: ru_maxrss would report the parent's peak after fork+exec
 print(json.dumps({"cold_start_ms": (t1 - t0) * 1e3, "items": len(r), "torch_imported": "torch" in sys.modules,
                   "peak_rss_mb": peak_rss_mb()}))
-"""
-
-# ru_maxrss survives fork+exec on Linux (a child reports its parent's peak if that was higher), so the
-# peak of this process alone is read from /proc (VmHWM); elsewhere ru_maxrss is the best there is.
-_PEAK_RSS = """
-def peak_rss_mb():
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1024 if sys.platform != "darwin" else 1024 * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 """
 
 
@@ -62,19 +48,14 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "n": len(arr)}
 
 
-def _random_unit(n: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def index_vectors(kind: str, items: int, dim: int, bundle: Path, cache_dir: Path, seed: int = 0) -> np.ndarray:
     """What the index holds: ``real`` = the bundle's embeddings of every WordNet synset and OpenMoji emoji,
     then synthetic neighbours of them up to ``items`` (clustered like a real collection); ``random`` =
     uniform unit vectors (no structure: HNSW's worst case, slower to search than any real corpus)."""
-    if kind == "random":
-        return _random_unit(items, dim, seed)
-    from .ann_vectors import collection, real_embeddings
+    from .ann_vectors import collection, random_centres, real_embeddings
 
+    if kind == "random":
+        return random_centres(items, dim, np.random.default_rng(seed))
     base = real_embeddings(bundle, cache_dir)[:, :dim]
     vectors, n_real = collection(items, base, np.random.default_rng(seed))
     logger.info("index vectors: %d real embeddings + %d synthetic neighbours", n_real, items - n_real)
@@ -108,10 +89,9 @@ def cold_start(bundle: Path, verify: str, repeats: int = 5, python: str | None =
     ``python``: the interpreter to start (default this one), e.g. a venv with only the base install,
     which is what an app ships (an editable dev install adds its own import hooks).
     """
-    code = _COLD_START.replace("t0 = time.perf_counter()", _PEAK_RSS + "t0 = time.perf_counter()", 1)
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([python or sys.executable, "-c", code, str(bundle), verify], capture_output=True,
+        out = subprocess.run([python or sys.executable, "-c", _COLD_START, str(bundle), verify], capture_output=True,
                              text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     times = sorted(run["cold_start_ms"] for run in runs)

@@ -140,9 +140,9 @@ def _quantize(model, fp32: dict[str, Any], work: Path, options: CompressOptions)
     return files
 
 
-def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, report: dict[str, Any]) -> dict:
-    from runtime.bundle import write_manifest
-
+def _populate(model, out: Path, files: dict[str, Path], options: CompressOptions) -> dict[str, dict[str, Any]]:
+    """Fill ``out`` (replaced) with the towers (and their ``.ort`` twins), tokenizer and preprocessor;
+    returns the manifest's tower sections."""
     text_mode, image_mode = TOWER_QUANT[options.quant]
     if out.exists():
         shutil.rmtree(out)
@@ -153,15 +153,26 @@ def _write(model, out: Path, files: dict[str, Path], options: CompressOptions, r
     ort_files = _write_ort(out, names, options.quant) if options.ort else {}
     model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
     model.preprocessor.save(out / "preprocessor.json")
+    return {
+        "text": {"file": names["text"], "max_length": model.config.text.max_length, "quantization": text_mode,
+                 **ort_files.get("text", {})},
+        "image": {"file": names["image"], "quantization": image_mode, **ort_files.get("image", {})},
+    }
+
+
+def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: CompressOptions,
+                  report: dict[str, Any]) -> dict:
+    """(Re)write ``compress_report.json`` and the manifest (whose checksums cover the report)."""
+    from runtime.bundle import write_manifest
+
     (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     config = model.config
     return write_manifest(
         out,
         embedding={"dim": config.dim, "normalised": True, "matryoshka_dims": list(config.matryoshka_dims)},
         teacher=config.teacher_id or "unknown",
-        text_encoder={"file": names["text"], "max_length": config.text.max_length, "quantization": text_mode,
-                      **ort_files.get("text", {})},
-        image_encoder={"file": names["image"], "quantization": image_mode, **ort_files.get("image", {})},
+        text_encoder=towers["text"],
+        image_encoder=towers["image"],
         index={**INDEX, "dim": config.dim},
         producer={"compress": json.dumps({"prune": options.prune, "quant": options.quant})},
     )
@@ -268,13 +279,14 @@ def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOpti
                   "optimisation": {t: fp32[f"{t}_optimisation"] for t in ("text", "image")},
                   "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
                   "bytes": {t: files[t].stat().st_size for t in files}}
-        manifest = _write(model, out, files, options, report)
+        towers = _populate(model, out, files, options)
+        manifest = _write_report(model, out, towers, options, report)
         if options.ort:
             report["ort_parity"] = _ort_parity(out, manifest, fp32["parity_feeds"])
-            manifest = _write(model, out, files, options, report)
+            manifest = _write_report(model, out, towers, options, report)
         if options.quant != "fp32" and options.check_agreement:
             report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
-            manifest = _write(model, out, files, options, report)
+            manifest = _write_report(model, out, towers, options, report)
         report.update(_bundle_bytes(manifest))
         logger.info("bundle %s: %d bytes (%s)", out, report["bundle_bytes"], options.quant)
         return report
