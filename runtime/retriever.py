@@ -119,7 +119,8 @@ class Retriever:
         return self.index.dim
 
     def _fit(self, full: np.ndarray) -> np.ndarray:
-        return truncate(full, self.dim)
+        # encoder outputs are already L2-normalised: only a Matryoshka prefix needs renormalising
+        return full if full.shape[1] == self.dim else truncate(full, self.dim)
 
     def embed_texts(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """``(n, dim)`` float32, L2-normalised (Matryoshka-truncated to :attr:`dim`)."""

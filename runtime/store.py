@@ -105,6 +105,11 @@ class MetadataStore:
         self._conn = conn
         self._lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
+        self._any_metadata = self._count_metadata()
+
+    def _count_metadata(self) -> bool:
+        """Whether any item has metadata (a search then skips the lookup: most collections have none)."""
+        return self._conn.execute("SELECT EXISTS(SELECT 1 FROM items WHERE metadata IS NOT NULL)").fetchone()[0] == 1
 
     @classmethod
     def new(cls) -> MetadataStore:
@@ -121,6 +126,7 @@ class MetadataStore:
             finally:
                 source.close()
             store._conn.execute("SELECT label, id, metadata FROM items LIMIT 1").fetchall()
+            store._any_metadata = store._count_metadata()
         except sqlite3.Error as exc:
             raise BundleError(f"{path}: unreadable metadata database ({exc})") from exc
         return store
@@ -159,13 +165,17 @@ class MetadataStore:
                 if then is not None:
                     then()
                 conn.execute("COMMIT")
+                if any(meta is not None for _, _, meta in upserts):
+                    self._any_metadata = True
+                elif self._any_metadata:  # deletes or replacements may have removed the last metadata
+                    self._any_metadata = self._count_metadata()
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
 
     def metadata(self, labels: list[int]) -> dict[int, dict[str, Any] | None]:
         """``label -> metadata`` for the given labels."""
-        if not labels:
+        if not labels or not self._any_metadata:
             return {}
         with self._lock:
             rows = self._conn.execute(

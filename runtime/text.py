@@ -111,6 +111,9 @@ class TextEncoder:
         if not texts:
             return out
         ids = self.tokenize(texts)
+        if len(ids) == 1:  # a search query: no length sort, no bar
+            (emb,) = self.session.run([self.output], self._feed(ids))
+            return _checked(emb, 1, self.dim, "text encoder")
         order = np.argsort([len(row) for row in ids], kind="stable")  # similar lengths share a batch
         with progress_bar(progress, total=len(texts), desc="texts", unit="text") as bar:
             for start in range(0, len(texts), batch_size):

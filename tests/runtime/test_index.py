@@ -84,6 +84,25 @@ def test_re_adding_an_id_replaces_vector_and_metadata():
     assert hit.id == "v4" and hit.metadata == {"new": True}
 
 
+def test_search_results_carry_metadata_as_it_comes_and_goes(tmp_path):
+    # searches skip the metadata lookup while no item has any: the skip must follow adds, replaces, deletes, loads
+    index = _index(20)
+    vecs = random_unit(2, DIM, seed=43)
+    assert index.search(vecs[0], k=1)[0].metadata is None
+    index.add(["m"], vecs[:1], metadata=[{"a": 1}])
+    assert index.search(vecs[0], k=1)[0].metadata == {"a": 1}
+    index.add(["m2"], vecs[1:], metadata=[{"b": 2}])
+    index.delete(["m"])
+    assert index.search(vecs[1], k=1)[0].metadata == {"b": 2}
+    index.save(tmp_path / "idx")
+    loaded = VectorIndex.load(read_saved_index(tmp_path / "idx"))
+    assert loaded.search(vecs[1], k=1)[0].metadata == {"b": 2}
+    loaded.add(["m2"], vecs[1:])  # replaced without metadata: none left
+    assert loaded.search(vecs[1], k=1)[0].metadata is None and loaded.metadata("m2") is None
+    loaded.add(["m3"], vecs[:1], metadata=[{"c": 3}])
+    assert loaded.search(vecs[0], k=1)[0].metadata == {"c": 3}
+
+
 @pytest.fixture
 def tagged():
     index = VectorIndex(DIM, exact_threshold=10, ef_search=128)
