@@ -62,10 +62,15 @@ class CompressOptions:
     recovery: dict[str, Any] = field(default_factory=dict)  # RecoverySettings fields
     keep_work: bool = False
     ort: bool = False  # also write .ort models + required_operators.config (onnxruntime mobile)
+    #: INT8 text towers: share of the vocabulary (the rarest tokens of the training texts) whose embedding
+    #: rows are stored at 4 bits instead of 8 (compress.embedding_split); 0 keeps every row at 8 bits
+    embedding_cold_share: float = 0.4
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {QUANT_MODES}, got {self.quant!r}")
+        if not 0.0 <= self.embedding_cold_share < 1.0:
+            raise ValueError(f"embedding_cold_share must be in [0, 1), got {self.embedding_cold_share}")
 
 
 
@@ -124,7 +129,7 @@ def _quantize(model, fp32: dict[str, Any], work: Path, options: CompressOptions)
     if text_mode == "fp32":
         files["text"] = fp32["text"]
     elif text_mode == "int8":
-        files["text"] = q.quantize_text_int8(fp32["text_raw"], work / "text_int8.onnx", per_channel=options.per_channel)
+        files["text"] = _text_int8(model, fp32, work, options)
     elif text_mode == "int4":
         files["text"] = q.quantize_int4(fp32["text_raw"], work / "text_int4.onnx", block_size=options.block_size)
     else:
@@ -138,6 +143,20 @@ def _quantize(model, fp32: dict[str, Any], work: Path, options: CompressOptions)
     else:
         files["image"] = q.convert_fp16(fp32["image_raw"], work / "image_fp16.onnx")
     return files
+
+
+def _text_int8(model, fp32: dict[str, Any], work: Path, options: CompressOptions) -> Path:
+    """Dynamic INT8 text tower; with ``embedding_cold_share`` the rarest tokens' embedding rows at 4 bits."""
+    source, exclude = fp32["text_raw"], []
+    if options.embedding_cold_share > 0:
+        from .embedding_split import remap_gather_names, split_embedding, token_counts, training_texts
+
+        counts = token_counts(model.tokenizer, training_texts())
+        source = work / "text_split.onnx"
+        fp32["embedding_split"] = split_embedding(fp32["text_raw"], source, counts,
+                                                  cold_share=options.embedding_cold_share).to_dict()
+        exclude = remap_gather_names(source)
+    return q.quantize_text_int8(source, work / "text_int8.onnx", per_channel=options.per_channel, exclude=exclude)
 
 
 def _populate(model, out: Path, files: dict[str, Path], options: CompressOptions) -> dict[str, dict[str, Any]]:
@@ -279,6 +298,8 @@ def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOpti
                   "optimisation": {t: fp32[f"{t}_optimisation"] for t in ("text", "image")},
                   "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
                   "bytes": {t: files[t].stat().st_size for t in files}}
+        if "embedding_split" in fp32:
+            report["embedding_split"] = fp32["embedding_split"]
         towers = _populate(model, out, files, options)
         manifest = _write_report(model, out, towers, options, report)
         if options.ort:

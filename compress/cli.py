@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agreement-sample", type=int, help="queries per agreement set (default: all)")
     parser.add_argument("--no-agreement", action="store_true", help="skip the agreement evaluation")
     parser.add_argument("--keep-work", action="store_true", help="keep intermediate ONNX files")
+    parser.add_argument("--embedding-cold-share", type=float, default=CompressOptions().embedding_cold_share,
+                        help="INT8: share of the vocabulary (rarest tokens in the training texts) whose embedding "
+                             "rows are stored at 4 bits (0: all at 8 bits)")
     parser.add_argument("--ort", action="store_true",
                         help="also write ORT-format models (.ort) and required_operators.config for onnxruntime mobile")
     return parser
@@ -55,7 +58,7 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
         agreement_sets=tuple(s for s in args.agreement_sets.split(",") if s),
         agreement_sample=args.agreement_sample, check_agreement=not args.no_agreement,
         openmoji_cache=args.openmoji_cache, wordnet_cache=args.wordnet_cache, recovery=recovery,
-        keep_work=args.keep_work, ort=args.ort,
+        keep_work=args.keep_work, ort=args.ort, embedding_cold_share=args.embedding_cold_share,
     )
 
 

@@ -1,0 +1,94 @@
+"""Frequency-split embeddings: the rewritten graph returns exactly the dequantised rows, frequent tokens at 8 bits."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compress.agreement import OnnxEncoder, agreement
+from compress.embedding_split import (
+    dequantize_blocks,
+    hot_and_cold,
+    quantize_blocks,
+    remap_gather_names,
+    split_embedding,
+    token_counts,
+    training_texts,
+)
+from compress.quantize import quantize_text_int8
+
+VOCAB, DIM = 40, 64
+
+
+@pytest.mark.parametrize("bits, block", [(8, 32), (8, 64), (4, 16), (4, 32)])
+def test_block_quantisation_round_trip_is_within_half_a_step(bits, block):
+    table = np.random.default_rng(bits + block).normal(size=(7, DIM)).astype(np.float32)
+    data, scales, zero = quantize_blocks(table, bits, block)
+    assert data.dtype == np.uint8 and data.shape == (7, DIM * bits // 8)
+    back = dequantize_blocks(data, scales, zero, bits, block)
+    step = np.repeat(scales, block, axis=1)
+    assert np.all(np.abs(back - table) <= step / 2 + 1e-6)
+
+
+def test_hot_rows_are_the_most_frequent_tokens():
+    counts = np.array([5, 0, 9, 1, 0, 3, 7, 2])
+    hot, cold = hot_and_cold(counts, cold_share=0.5)
+    assert hot.tolist() == [0, 2, 5, 6] and cold.tolist() == [1, 3, 4, 7]
+    with pytest.raises(ValueError, match="cold_share"):
+        hot_and_cold(counts, 1.0)
+
+
+def _gather_model(path, table):
+    """ids -> Gather(table) -> Mul(2): the table feeds a Gather like a text tower's word embeddings."""
+    nodes = [helper.make_node("Gather", ["emb", "ids"], ["rows"], name="/embeddings/word_embeddings/Gather"),
+             helper.make_node("Mul", ["rows", "two"], ["out"], name="double")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, None, DIM])],
+        [numpy_helper.from_array(table, "emb"), numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_split_graph_returns_the_dequantised_rows_and_converts_to_ort(tmp_path):
+    from compress.ort_format import convert_to_ort
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(VOCAB, DIM)).astype(np.float32)
+    counts = rng.integers(0, 100, VOCAB)
+    src = _gather_model(tmp_path / "plain.onnx", table)
+    report = split_embedding(src, tmp_path / "split.onnx", counts, cold_share=0.25, hot_block=32, cold_block=16)
+    assert (report.hot_rows, report.cold_rows) == (30, 10)
+    assert report.bytes_after < 0.35 * report.bytes_before
+    hot, cold = hot_and_cold(counts, 0.25)
+    expected = np.empty_like(table)
+    expected[hot] = dequantize_blocks(*quantize_blocks(table[hot], 8, 32), 8, 32)
+    expected[cold] = dequantize_blocks(*quantize_blocks(table[cold], 4, 16), 4, 16)
+    ids = np.array([np.arange(VOCAB), np.arange(VOCAB)[::-1]], dtype=np.int64)
+    session = ort.InferenceSession(str(tmp_path / "split.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"ids": ids})
+    np.testing.assert_allclose(out, 2 * expected[ids], rtol=0, atol=1e-6)
+    error = np.abs(expected - table).mean(axis=1)
+    assert error[hot].mean() < error[cold].mean() / 8  # 8-bit rows are ~16x finer than 4-bit ones
+    assert "emb" not in {i.name for i in onnx.load(str(tmp_path / "split.onnx")).graph.initializer}
+    mobile = ort.InferenceSession(str(convert_to_ort(tmp_path / "split.onnx")), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(mobile.run(None, {"ids": ids})[0], out)
+
+
+def test_split_int8_text_tower_agrees_with_fp32_and_is_smaller(fp32_onnx, tiny_student, tiny_student_dir):
+    from bench.datasets.wordnet import wordnet_eval
+
+    root = fp32_onnx["root"]
+    counts = token_counts(tiny_student_dir / "tokenizer.json", training_texts())
+    assert counts.shape == (tiny_student.tokenizer.get_vocab_size(),) and counts.sum() > 100_000
+    split = root / "text_split.onnx"
+    split_embedding(fp32_onnx["text"], split, counts, cold_share=0.4)
+    plain = quantize_text_int8(fp32_onnx["text"], root / "text_int8_plain.onnx")
+    mixed = quantize_text_int8(split, root / "text_int8_split.onnx", exclude=remap_gather_names(split))
+    assert mixed.stat().st_size < plain.stat().st_size
+    c = tiny_student.config
+    args = (tiny_student_dir / "tokenizer.json", tiny_student.preprocessor, c.text.max_length, c.dim)
+    sets = [wordnet_eval("val", sample=60)]
+    (row,) = agreement(OnnxEncoder(fp32_onnx["text"], None, *args), OnnxEncoder(mixed, None, *args), sets)
+    assert row["mean_cosine"] > 0.99 and row["top10_overlap"] >= 0.8, row
