@@ -55,6 +55,17 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
+#: distinct images whose Lite0 features are remembered (1280 float32 each: 8192 = 42 MB)
+FEATURE_MEMO_SIZE = 8192
+
+
+def _image_key(image: Image.Image) -> bytes:
+    """Content key of an image (mode, size and pixels)."""
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    return digest.digest()
+
+
 class StandinTeacher(Teacher):
     """MiniLM-L6 + EfficientNet-Lite0 with a fitted linear image head; 384-d, L2-normalised."""
 
@@ -83,6 +94,7 @@ class StandinTeacher(Teacher):
         # BN folded + channels-last: same features (to ~1e-5), about twice as fast on CPU
         self.image_model = load_lite0().fuse_batchnorm().to(self.device, memory_format=torch.channels_last)
         self.preprocess = IMAGE_PREPROCESSOR
+        self._feature_memo: dict[bytes, np.ndarray] = {}  # insertion-ordered: oldest first
         self.head_path = Path(head_path) if head_path else default_head_path()
         self.head_weight: torch.Tensor | None = None
         self.head_bias: torch.Tensor | None = None
@@ -131,12 +143,28 @@ class StandinTeacher(Teacher):
 
     @torch.inference_mode()
     def image_features(self, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """Pooled EfficientNet-Lite0 features (N, 1280) before the head."""
-        chunks = []
-        for batch in iter_batches(images, batch_size):
+        """Pooled EfficientNet-Lite0 features (N, 1280) before the head.
+
+        Features of the last :data:`FEATURE_MEMO_SIZE` distinct images are remembered (keyed by pixel
+        content): fitting the head renders the same train images the OpenMoji teacher cache encodes next.
+        """
+        keys = [_image_key(image) for image in images]
+        found = {k: self._feature_memo[k] for k in keys if k in self._feature_memo}
+        todo = {k: image for k, image in zip(keys, images, strict=True) if k not in found}
+        for batch_keys in iter_batches(list(todo), batch_size):
+            batch = [todo[k] for k in batch_keys]
             pixels = torch.from_numpy(self.preprocess(batch)).to(self.device, memory_format=torch.channels_last)
-            chunks.append(self.image_model(pixels).float().cpu().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.image_model.head_channels), np.float32)
+            for key, row in zip(batch_keys, self.image_model(pixels).float().cpu().numpy(), strict=True):
+                found[key] = row
+                self._remember(key, row)
+        if not keys:
+            return np.zeros((0, self.image_model.head_channels), np.float32)
+        return np.stack([found[k] for k in keys])
+
+    def _remember(self, key: bytes, features: np.ndarray) -> None:
+        self._feature_memo[key] = features
+        while len(self._feature_memo) > FEATURE_MEMO_SIZE:
+            self._feature_memo.pop(next(iter(self._feature_memo)))
 
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
         if self.head_weight is None or self.head_bias is None:

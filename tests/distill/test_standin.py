@@ -23,11 +23,31 @@ def test_text_tower_matches_sentence_transformers(standin):
 
 def test_image_embeddings_are_normalised_and_batch_independent(standin):
     images = [render_emoji(e.text, 224) for e in emojis("test")[:5]]
+    standin._feature_memo.clear()
     together = standin.embed_images(images, batch_size=5)
+    standin._feature_memo.clear()
     alone = np.concatenate([standin.embed_images([im]) for im in images])
     assert together.shape == (5, 384)
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert np.abs(together - alone).max() < 1e-4
+
+
+def test_image_features_are_remembered_by_content(standin, monkeypatch):
+    import distill.teachers.standin as module
+
+    images = [render_emoji(e.text, 224) for e in emojis("val")[:3]]
+    images.append(images[0].copy())  # same pixels, another object
+    standin._feature_memo.clear()
+    fresh = standin.image_features(images, batch_size=2)
+    assert len(standin._feature_memo) == 3 and np.array_equal(fresh[0], fresh[3])
+    calls = []
+    model = standin.image_model
+    monkeypatch.setattr(standin, "image_model", lambda pixels: calls.append(len(pixels)) or model(pixels))
+    assert np.array_equal(standin.image_features(images), fresh) and calls == []
+    monkeypatch.setattr(module, "FEATURE_MEMO_SIZE", 2)
+    other = [render_emoji(e.text, 224) for e in emojis("val")[3:6]]
+    standin.image_features(other + images, batch_size=4)  # more new images than the memo holds
+    assert len(standin._feature_memo) == 2 and sum(calls) == 3
 
 
 def test_fitted_head_is_saved_with_its_report_and_reloads(standin, tmp_path):
