@@ -47,6 +47,25 @@ def test_int8_agrees_with_fp32(fp32_onnx, tiny_student, tiny_student_dir, refere
         assert row["top10_overlap"] >= 0.8, row
 
 
+def test_depthwise_weights_keep_all_8_bits(fp32_onnx, tiny_student, real_images):
+    from onnx import numpy_helper
+
+    from compress.quantize import depthwise_weights
+
+    root, calibration = fp32_onnx["root"], tiny_student.preprocessor(real_images)
+    depthwise = set(depthwise_weights(onnx.load(str(fp32_onnx["image"]))))
+    assert depthwise
+
+    def widest(path) -> dict[str, int]:
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        return {w: int(abs(inits[f"{w}_quantized"].astype(int)).max()) for w in depthwise}
+
+    full = widest(quantize_image_int8(fp32_onnx["image"], root / "dw8.onnx", calibration))
+    reduced = widest(quantize_image_int8(fp32_onnx["image"], root / "dw7.onnx", calibration,
+                                         depthwise_full_range=False))
+    assert all(v > 64 for v in full.values()) and all(v <= 64 for v in reduced.values()), (full, reduced)
+
+
 def test_int4_and_fp16_agree_with_fp32(fp32_onnx, tiny_student, tiny_student_dir, reference, small_sets):
     root = fp32_onnx["root"]
     int4 = quantize_int4(fp32_onnx["text"], root / "text_int4.onnx", block_size=32)
