@@ -31,18 +31,20 @@ def teacher_rows(caches: Sequence[TeacherCache], ids: list[str]) -> np.ndarray |
 
 
 def evaluate_sets(
-    student, evalsets: Sequence[EvalSet], caches: Sequence[TeacherCache] = (), dim: int | None = None
+    student, evalsets: Sequence[EvalSet], caches: Sequence[TeacherCache] = (), dim: int | None = None,
+    memo: dict | None = None,
 ) -> list[dict]:
     """One row per eval set: student metrics, plus teacher / overlap / cross metrics where the caches allow.
 
-    ``dim`` evaluates a Matryoshka prefix of the student (the cross-model scores always use the full dim).
+    ``dim`` evaluates a Matryoshka prefix of the student (the cross-model scores always use the full dim):
+    the full-dim embeddings truncated and re-normalised. ``memo`` (item id -> full-dim embedding) can be
+    shared across calls so that every prefix reuses one embedding pass.
     """
-    memo: dict = {}
+    memo = {} if memo is None else memo
     rows = []
     for evalset in evalsets:
-        encoder = student if dim is None else _Truncated(student, dim)
-        s_query = embed_items(encoder, evalset.queries, memo=memo)
-        s_corpus = embed_items(encoder, evalset.corpus, memo=memo)
+        s_query = _prefix(embed_items(student, evalset.queries, memo=memo), dim)
+        s_corpus = _prefix(embed_items(student, evalset.corpus, memo=memo), dim)
         row: dict = {"dataset": evalset.name, "task": evalset.task, "queries": len(evalset.queries),
                      "corpus": len(evalset.corpus), "dim": dim or student.config.dim}
         t_query = teacher_rows(caches, [q.id for q in evalset.queries])
@@ -55,19 +57,15 @@ def evaluate_sets(
                 row["student_query_teacher_corpus"], _ = score_evalset(s_query, t_corpus, evalset)
         row["student"], _ = score_evalset(s_query, s_corpus, evalset, reference)
         rows.append(row)
-        logger.info("%s %s: student R@10 %.3f%s", evalset.name, evalset.task, row["student"]["recall@10"],
+        logger.info("%s %s%s: student R@10 %.3f%s", evalset.name, evalset.task, f" @{dim}" if dim else "",
+                    row["student"]["recall@10"],
                     f" (teacher {row['teacher']['recall@10']:.3f})" if "teacher" in row else "")
     return rows
 
 
-class _Truncated:
-    """A student whose embeddings are cut to a Matryoshka prefix (memo keys stay per instance call)."""
-
-    def __init__(self, student, dim: int):
-        self.student, self.dim = student, dim
-
-    def embed_texts(self, texts, progress: bool = False):
-        return self.student.embed_texts(texts, progress=progress, dim=self.dim)
-
-    def embed_images(self, images, progress: bool = False):
-        return self.student.embed_images(images, progress=progress, dim=self.dim)
+def _prefix(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
+    """The first ``dim`` components, re-normalised (the full embeddings when ``dim`` is None)."""
+    if dim is None or dim == embeddings.shape[1]:
+        return embeddings
+    cut = embeddings[:, :dim]
+    return (cut / np.linalg.norm(cut, axis=1, keepdims=True)).astype(np.float32)

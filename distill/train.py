@@ -201,9 +201,10 @@ def _test(out: Path, caches: dict[str, TeacherCache | None]) -> list[dict]:
 
     model = load_student(out)
     present = [c for c in caches.values() if c is not None]
-    rows = evaluate_sets(model, eval_sets("test", None, caches), present)
+    evalsets, memo = eval_sets("test", None, caches), {}  # one embedding pass; prefixes are truncations
+    rows = evaluate_sets(model, evalsets, present, memo=memo)
     for dim in model.config.matryoshka_dims[:-1]:
-        rows += evaluate_sets(model, eval_sets("test", None, caches), present, dim=dim)
+        rows += evaluate_sets(model, evalsets, present, dim=dim, memo=memo)
     return rows
 
 

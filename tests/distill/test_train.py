@@ -65,7 +65,17 @@ def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
     evalset.queries = present
     keys = {q.id.split(":")[1] for q in present}
     evalset.corpus = [c for c in evalset.corpus if c.id.split(":")[1] in keys]
-    rows = evaluate_sets(student, [evalset], [cache]) + evaluate_sets(student, [evalset], [cache], dim=32)
+    memo: dict = {}
+    rows = evaluate_sets(student, [evalset], [cache], memo=memo)
+    rows += evaluate_sets(student, [evalset], [cache], dim=32, memo=memo)
+    # the 32-d row reuses the full-dim pass: same scores as the student embedding at dim=32 itself
+    from bench.evaluate import score_evalset
+
+    q32 = student.embed_texts([q.text for q in evalset.queries], dim=32)
+    c32 = student.embed_texts([c.text for c in evalset.corpus], dim=32)
+    direct, _ = score_evalset(q32, c32, evalset)
+    assert rows[1]["student"]["recall@10"] == pytest.approx(direct["recall@10"])
+    assert rows[1]["student"]["mrr@10"] == pytest.approx(direct["mrr@10"], abs=1e-6)
     t_q = cache.rows([q.id for q in evalset.queries])
     t_c = cache.rows([c.id for c in evalset.corpus])
     best = (t_q @ t_c.T).argmax(1)
