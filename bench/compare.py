@@ -17,6 +17,8 @@ import argparse
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +148,6 @@ def measure_bundle(name: str, path: str, args: argparse.Namespace, ctx: Context,
     for dim in [] if args.no_matryoshka else [d for d in retriever.manifest.matryoshka_dims if d < full]:
         sub, _ = accuracy_rows(f"{name}@{dim}", truncated(embeddings, dim), ctx.evalsets, ctx.reference)
         out += _finish(sub, cost, {**extra, "cost_of": name}, foot)
-    logger.info("%s measured", name)
     return out
 
 
@@ -183,22 +184,29 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeret-bench-") as tmp:
         ctx = Context(evalsets, texts, images, FootprintInputs(Path(tmp), evalsets))
         teacher = open_encoder("teacher-torch", str(args.head_path))
-        rows = measure_teacher(teacher, args, ctx)
+        rows = _timed("teacher-torch", lambda t=teacher: measure_teacher(t, args, ctx))
         if args.teacher_onnx:
-            rows += measure_teacher_onnx(teacher, args, ctx)
+            rows += _timed("teacher-onnx", lambda t=teacher: measure_teacher_onnx(t, args, ctx))
         del teacher
         if args.peer:
-            rows += measure_peer(ctx, args)
+            rows += _timed("peer-st-minilm", lambda: measure_peer(ctx, args))
         for spec in args.bundle:
             name, _, path = spec.partition("=")
-            rows += measure_bundle(name, path, args, ctx)
+            rows += _timed(name, lambda n=name, p=path: measure_bundle(n, p, args, ctx))
     if args.gme_arch:
         from .gme_arch import run_in_subprocess
 
-        result = run_in_subprocess(args.gme_dtype, *args.gme_repeats)
+        result = _timed("gme2b-arch", lambda: run_in_subprocess(args.gme_dtype, *args.gme_repeats))
         rows += gme_rows(result, {task: dataset_of(evalset) for task, evalset in evalsets.items()})
     rows.sort(key=lambda r: ORDER.index(r["variant"]) if r["variant"] in ORDER else len(ORDER))
     return write_results(rows, argv, args.out)
+
+
+def _timed(name: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    result = fn()
+    logger.info("%s measured in %.0f s", name, time.perf_counter() - start)
+    return result
 
 
 def write_results(rows: list[dict], argv: list[str] | None, out: Path) -> dict:

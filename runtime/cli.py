@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in SUBCOMMANDS:
         parser.error(f"unknown command {command!r}; choose from {', '.join(SUBCOMMANDS)}")
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     module_name = SUBCOMMANDS[command][0]
     try:
         module = importlib.import_module(module_name)
