@@ -163,11 +163,16 @@ class DualEncoder(nn.Module):
         if any(not isinstance(t, str) for t in texts):
             raise TypeError("embed_texts expects strings")
         self.eval()
+        if not texts:
+            return _stack([], dim or self.config.dim)
+        ids, mask = self.tokenize(texts)
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, stable=True)  # similar lengths share a batch: little padding
         chunks = []
-        for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="student texts"):
-            ids, mask = self.tokenize(texts[start : start + batch_size])
-            chunks.append(self.encode_text(ids, mask, dim).numpy())
-        return _stack(chunks, dim or self.config.dim)
+        for rows in tqdm(torch.split(order, batch_size), disable=not progress, desc="student texts"):
+            longest = int(lengths[rows].max())
+            chunks.append(self.encode_text(ids[rows, :longest], mask[rows, :longest], dim).numpy())
+        return _stack(chunks, dim or self.config.dim)[torch.argsort(order).numpy()]
 
     @torch.inference_mode()
     def embed_images(

@@ -154,3 +154,20 @@ def test_cost_helpers_count_params_and_flops(small_student):
     costs = tower_costs(small_student, repeats=2)
     assert costs["text"]["params"] == count_params(small_student.text)
     assert costs["text"]["flops"] > 0 and costs["image"]["flops"] > 0 and costs["image"]["latency_ms_1t"] > 0
+
+
+def test_length_sorted_text_encoding_matches_the_padded_batch(small_student):
+    from distill.trainer import encode_by_length
+
+    texts = ["a", "grinning face with big eyes", "flag: France", "draw air into, and expel out of, the lungs",
+             "red apple", "a dog", "the national flag of a country in western europe with three stripes"] * 3
+    ids, mask = small_student.tokenize(texts)
+    small_student.train()
+    padded = small_student.text(ids, mask)
+    chunked = encode_by_length(small_student.text, ids, mask, chunk=4)
+    assert torch.allclose(padded, chunked, atol=1e-5)
+    chunked.square().sum().backward()  # gradients flow through the chunks
+    assert small_student.text.proj.weight.grad is not None
+    small_student.zero_grad(set_to_none=True)
+    alone = np.concatenate([small_student.embed_texts([t]) for t in texts])
+    assert np.allclose(small_student.embed_texts(texts, batch_size=4), alone, atol=1e-5)
