@@ -74,8 +74,10 @@ class Retriever:
             optimization, providers: passed to :func:`runtime.sessions.create_session`.
             lazy_image: create the image session (and import Pillow) on the first image, which keeps a
                 text-search start fast; ``False`` creates it now, so an unloadable image model fails here.
-            model_format: ``"auto"`` runs a tower's ORT-format twin (``edgeret compress --ort``; opens ~3x
-                faster) when the manifest names one, else its ``.onnx``; ``"onnx"`` or ``"ort"`` force one.
+            model_format: ``"auto"`` starts the text tower from its ORT-format twin (``edgeret compress
+                --ort``; opens ~3x faster) when the manifest names one and the image tower from its ``.onnx``
+                (optimised at load for this CPU: faster per image), each falling back to the other file;
+                ``"onnx"`` or ``"ort"`` force one for both towers.
 
         Raises:
             BundleError: missing/altered files, newer format, dim/space mismatches, unloadable models.

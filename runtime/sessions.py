@@ -71,17 +71,22 @@ def create_session(
 def create_first_session(root: Path, candidates: Sequence[str], **kwargs) -> tuple[ort.InferenceSession, str]:
     """A session for the first of ``candidates`` (files under ``root``) that onnxruntime loads; the name used.
 
-    Used for a tower's ``.ort`` twin with its ``.onnx`` as the fallback: a failure is logged and the
-    next candidate tried; the last failure is raised.
+    Used for a tower's ``.onnx`` and its ``.ort`` twin, one as the other's fallback: a failure is logged
+    and the next candidate tried; if none loads, the BundleError names every failure.
     """
+    failures = []
     for i, name in enumerate(candidates):
         try:
             return create_session(Path(root) / name, **kwargs), name
         except BundleError as exc:
-            if i == len(candidates) - 1:
-                raise
-            logger.warning("%s; falling back to %s", exc, candidates[i + 1])
-    raise ValueError("no model file to load")
+            failures.append(exc)
+            if i < len(candidates) - 1:
+                logger.warning("%s; falling back to %s", exc, candidates[i + 1])
+    if not failures:
+        raise ValueError("no model file to load")
+    if len(failures) == 1:
+        raise failures[0]
+    raise BundleError("; ".join(str(f) for f in failures)) from failures[-1]
 
 
 def _default() -> list[str]:

@@ -47,6 +47,8 @@ def test_model_files_picks_the_twin_and_explains_a_missing_one():
     assert model_files(spec, "onnx") == ["text_encoder.onnx"]
     assert model_files(spec, "ort") == ["text_encoder.ort"]
     assert model_files(spec) == ["text_encoder.ort", "text_encoder.onnx"]  # auto: the twin, then the fallback
+    assert model_files(spec, auto_first="onnx") == ["text_encoder.onnx", "text_encoder.ort"]
+    assert model_files(spec, "ort", auto_first="onnx") == ["text_encoder.ort"]
     without = {k: v for k, v in spec.items() if k != "ort_file"}
     assert model_files(without) == ["text_encoder.onnx"]
     with pytest.raises(BundleError, match="compress .*--ort"):
@@ -57,7 +59,9 @@ def test_model_files_picks_the_twin_and_explains_a_missing_one():
 
 
 def test_auto_uses_the_twin_and_falls_back_to_onnx_when_it_cannot_load(bundle, caplog):
-    assert Retriever.open(bundle, threads=1).text_encoder.model_file == "text_encoder.ort"
+    auto = Retriever.open(bundle, threads=1)
+    # text: the twin (fast open); image: the .onnx (optimised at load for this CPU, opened on first use)
+    assert (auto.text_encoder.model_file, auto.image_encoder.model_file) == ("text_encoder.ort", "image_encoder.onnx")
     path = bundle / "text_encoder.ort"
     path.write_bytes(b"\0" * path.stat().st_size)  # same size: passes verify="size", not onnxruntime
     r = Retriever.open(bundle, threads=1, verify="size")
