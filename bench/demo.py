@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
     head = work / "teacher" / "standin_image_head.safetensors"
     if args.force and head.exists():
         head.unlink()
-    teacher = stages.run("stand-in teacher (fits its image head once)", lambda: StandinTeacher(head_path=head))
+    # remember_features: the head fit's Lite0 features of the train renders are reused by the OpenMoji cache
+    teacher = stages.run("stand-in teacher (fits its image head once)",
+                         lambda: StandinTeacher(head_path=head, remember_features=True))
     caches = [str(work / "cache" / f"{teacher.id}--{data}") for data in ("openmoji", "wordnet")]
     for data, cache_dir in zip(("openmoji", "wordnet"), caches, strict=True):
         corpus = build_corpus(data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.wordnet_train)

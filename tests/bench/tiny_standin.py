@@ -47,7 +47,7 @@ def tiny_standin(tmp: Path, seed: int = 0) -> StandinTeacher:
     teacher.text_model = BertModel(config, add_pooling_layer=False).eval()
     teacher.image_model = TinyTrunk().eval()
     teacher.preprocess = ImagePreprocessor(size=32)
-    teacher._feature_memo = {}
+    teacher.remember_features, teacher._feature_memo = False, {}
     teacher.head_weight, teacher.head_bias = torch.randn(TINY_DIM, 16) / 4, torch.randn(TINY_DIM) / 10
     teacher.head_path = tmp / "head.bin"
     teacher.head_path.write_bytes(teacher.head_weight.numpy().tobytes())

@@ -37,6 +37,8 @@ def test_image_features_are_remembered_by_content(standin, monkeypatch):
 
     images = [render_emoji(e.text, 224) for e in emojis("val")[:3]]
     images.append(images[0].copy())  # same pixels, another object
+    assert not standin.remember_features  # off by default: timing a teacher must not read a memo
+    monkeypatch.setattr(standin, "remember_features", True)
     standin._feature_memo.clear()
     fresh = standin.image_features(images, batch_size=2)
     assert len(standin._feature_memo) == 3 and np.array_equal(fresh[0], fresh[3])
