@@ -5,7 +5,8 @@
 
 The bundle folder (DESIGN.md): ``manifest.json``, ``text_encoder[_q].onnx``, ``image_encoder[_q].onnx``,
 ``tokenizer.json``, ``preprocessor.json``, ``compress_report.json`` and an empty index section.
-Quantisation per bundle mode: ``int8`` = INT8 text (dynamic) + INT8 image (static QDQ); ``int4`` = INT4
+Quantisation per bundle mode: ``int8`` = INT8 text (dynamic; the rarest tokens' embedding rows at 4 bits,
+:mod:`compress.embedding_split`) + INT8 image (static QDQ, blocks 0-3 float); ``int4`` = INT4
 text (MatMulNBits) + INT8 image (a CNN has nothing for MatMulNBits); ``fp16`` both fp16.
 """
 
