@@ -152,13 +152,12 @@ def _text_int8(model, fp32: dict[str, Any], work: Path, options: CompressOptions
     """Dynamic INT8 text tower; with ``embedding_cold_share`` the rarest tokens' embedding rows at 4 bits."""
     source, exclude = fp32["text_raw"], []
     if options.embedding_cold_share > 0:
-        from .embedding_split import remap_gather_names, split_embedding, token_counts, training_texts
+        from .embedding_split import split_embedding, token_counts, training_texts
 
         counts = token_counts(model.tokenizer, training_texts())
         source = work / "text_split.onnx"
-        fp32["embedding_split"] = split_embedding(fp32["text_raw"], source, counts,
-                                                  cold_share=options.embedding_cold_share).to_dict()
-        exclude = remap_gather_names(source)
+        split = split_embedding(fp32["text_raw"], source, counts, cold_share=options.embedding_cold_share)
+        fp32["embedding_split"], exclude = split.to_dict(), [split.remap_node]
     return q.quantize_text_int8(source, work / "text_int8.onnx", per_channel=options.per_channel, exclude=exclude)
 
 

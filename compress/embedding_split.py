@@ -45,28 +45,20 @@ class SplitReport:
     cold_block: int
     bytes_before: int
     bytes_after: int
+    remap_node: str  # the int32 remap Gather (a quantiser must leave it alone)
 
     def to_dict(self) -> dict[str, int | str]:
         return dict(self.__dict__)
 
 
-def token_counts(tokenizer: Any, texts: Iterable[str], batch: int = 4096) -> np.ndarray:
-    """Occurrences of every token id when ``texts`` are tokenised (no truncation); ``tokenizer`` is a
+def token_counts(tokenizer: Any, texts: Iterable[str]) -> np.ndarray:
+    """Occurrences of every token id in ``texts`` (:func:`distill.vocab.token_counts`); ``tokenizer`` is a
     ``tokenizers.Tokenizer`` (left unchanged) or the path of a ``tokenizer.json``."""
     from tokenizers import Tokenizer
 
-    if isinstance(tokenizer, Tokenizer):
-        tokenizer = Tokenizer.from_str(tokenizer.to_str())
-    else:
-        tokenizer = Tokenizer.from_file(str(tokenizer))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
-    texts = list(texts)
-    for start in range(0, len(texts), batch):
-        for encoding in tokenizer.encode_batch(texts[start : start + batch]):
-            np.add.at(counts, encoding.ids, 1)
-    return counts
+    from distill.vocab import token_counts as count
+
+    return count(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer)), texts)
 
 
 def training_texts() -> list[str]:
@@ -173,7 +165,8 @@ def split_embedding(src: str | Path, dst: str | Path, counts: np.ndarray, cold_s
     onnx.save(model, str(dst))
     report = SplitReport(table=table_init.name, vocab=len(counts), hot_rows=len(hot), cold_rows=len(cold),
                          hot_block=hot_block, cold_block=cold_block, bytes_before=int(table.nbytes),
-                         bytes_after=int(sum(numpy_helper.to_array(i).nbytes for i in inits)))
+                         bytes_after=int(sum(numpy_helper.to_array(i).nbytes for i in inits)),
+                         remap_node=names["remap"] + "_gather")
     logger.info("embedding split: %d rows at 8 bits, %d at 4 bits: %.2f -> %.2f MB", report.hot_rows,
                 report.cold_rows, report.bytes_before / 1e6, report.bytes_after / 1e6)
     return report
@@ -194,8 +187,3 @@ def _replace_node(model: onnx.ModelProto, old: onnx.NodeProto, new: list[onnx.No
     graph.initializer.extend(inits)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-
-
-def remap_gather_names(model_path: str | Path) -> list[str]:
-    """Names of the int32 remap Gathers (a quantiser must leave them alone)."""
-    return [n.name for n in onnx.load(str(model_path)).graph.node if n.name.endswith("/split/remap_gather")]

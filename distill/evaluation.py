@@ -65,7 +65,6 @@ def evaluate_sets(
 
 def _prefix(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     """The first ``dim`` components, re-normalised (the full embeddings when ``dim`` is None)."""
-    if dim is None or dim == embeddings.shape[1]:
-        return embeddings
-    cut = embeddings[:, :dim]
-    return (cut / np.linalg.norm(cut, axis=1, keepdims=True)).astype(np.float32)
+    from runtime.vectors import truncate
+
+    return embeddings if dim is None else truncate(embeddings, dim)

@@ -166,13 +166,10 @@ class DualEncoder(nn.Module):
         if not texts:
             return _stack([], dim or self.config.dim)
         ids, mask = self.tokenize(texts)
-        lengths = mask.sum(dim=1)
-        order = torch.argsort(lengths, stable=True)  # similar lengths share a batch: little padding
-        chunks = []
-        for rows in tqdm(torch.split(order, batch_size), disable=not progress, desc="student texts"):
-            longest = int(lengths[rows].max())
-            chunks.append(self.encode_text(ids[rows, :longest], mask[rows, :longest], dim).numpy())
-        return _stack(chunks, dim or self.config.dim)[torch.argsort(order).numpy()]
+        chunks, restore = length_chunks(mask, batch_size)  # similar lengths share a batch: little padding
+        out = [self.encode_text(ids[rows, :longest], mask[rows, :longest], dim).numpy()
+               for rows, longest in tqdm(chunks, disable=not progress, desc="student texts")]
+        return _stack(out, dim or self.config.dim)[restore.numpy()]
 
     @torch.inference_mode()
     def embed_images(
@@ -186,6 +183,15 @@ class DualEncoder(nn.Module):
             pixels = torch.from_numpy(self.preprocessor(images[start : start + batch_size]))
             chunks.append(self.encode_image(pixels, dim).numpy())
         return _stack(chunks, dim or self.config.dim)
+
+
+def length_chunks(mask: torch.Tensor, chunk: int) -> tuple[list[tuple[torch.Tensor, int]], torch.Tensor]:
+    """Rows of a padded batch sorted by length in groups of ``chunk``, each with its longest length, and the
+    permutation that puts the concatenated group outputs back in input order."""
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    groups = [(rows, int(lengths[rows].max())) for rows in torch.split(order, chunk)]
+    return groups, torch.argsort(order)
 
 
 def _stack(chunks: list[np.ndarray], dim: int) -> np.ndarray:

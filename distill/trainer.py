@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .losses import LossConfig, distill_loss
 from .sampler import Batch, BatchSampler, pad
-from .student import DualEncoder
+from .student import DualEncoder, length_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -152,16 +152,11 @@ def encode_by_length(text_tower: torch.nn.Module, ids: torch.Tensor, mask: torch
     positions, masked attention and mean pooling), so the rows equal the padded batch's to rounding;
     the result is in the input order.
     """
-    lengths = mask.sum(dim=1)
     if len(ids) <= chunk:
-        longest = int(lengths.max())
+        longest = int(mask.sum(dim=1).max())
         return text_tower(ids[:, :longest], mask[:, :longest])
-    order = torch.argsort(lengths, stable=True)
-    parts = []
-    for rows in torch.split(order, chunk):
-        longest = int(lengths[rows].max())
-        parts.append(text_tower(ids[rows, :longest], mask[rows, :longest]))
-    return torch.cat(parts)[torch.argsort(order)]
+    groups, restore = length_chunks(mask, chunk)
+    return torch.cat([text_tower(ids[rows, :longest], mask[rows, :longest]) for rows, longest in groups])[restore]
 
 
 def save_state(path: Path, model: DualEncoder, optimizer, scheduler, state: TrainState) -> None:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -29,17 +30,22 @@ def _is_single_piece(token: str, prefix: str) -> bool:
     return len(token) == 1 or (token.startswith(prefix) and len(token) == len(prefix) + 1)
 
 
-def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 4096) -> set[int]:
-    """Ids of every token appearing when ``texts`` are tokenised (without truncation)."""
+def token_counts(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 4096) -> np.ndarray:
+    """Occurrences of every token id when ``texts`` are tokenised (no truncation, no padding)."""
     tok = Tokenizer.from_str(tokenizer.to_str())
     tok.no_truncation()
     tok.no_padding()
-    used: set[int] = set()
+    counts = np.zeros(tok.get_vocab_size(), dtype=np.int64)
     texts = list(texts)
     for start in range(0, len(texts), batch):
         for enc in tok.encode_batch(texts[start : start + batch]):
-            used.update(enc.ids)
-    return used
+            np.add.at(counts, enc.ids, 1)
+    return counts
+
+
+def used_token_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 4096) -> set[int]:
+    """Ids of every token appearing when ``texts`` are tokenised (without truncation)."""
+    return {int(i) for i in np.flatnonzero(token_counts(tokenizer, texts, batch))}
 
 
 def prune_tokenizer(tokenizer: Tokenizer, texts: Iterable[str]) -> tuple[Tokenizer, list[int]]:

@@ -156,10 +156,8 @@ class StandinTeacher(Teacher):
         keys = [_image_key(image) for image in images]
         found = {k: self._feature_memo[k] for k in keys if k in self._feature_memo}
         todo = {k: image for k, image in zip(keys, images, strict=True) if k not in found}
-        for batch_keys in iter_batches(list(todo), batch_size):
-            batch = [todo[k] for k in batch_keys]
-            pixels = torch.from_numpy(self.preprocess(batch)).to(self.device, memory_format=torch.channels_last)
-            for key, row in zip(batch_keys, self.image_model(pixels).float().cpu().numpy(), strict=True):
+        if todo:
+            for key, row in zip(todo, self._lite0_features(list(todo.values()), batch_size), strict=True):
                 found[key] = row
                 self._remember(key, row)
         if not keys:
