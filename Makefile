@@ -43,10 +43,10 @@ test-runtime-base:
 ARM64_BUNDLES := artifacts/bundles/student-int8 artifacts/bundles/student-int4
 arm64: install
 	@$(foreach b,$(ARM64_BUNDLES),test -f $(b)/manifest.json &&) true || $(VENV)/bin/edgeret demo
-	$(PY) -m bench.arm64 $(ARM64_BUNDLES)
+	$(PY) -m tools.arm64 $(ARM64_BUNDLES)
 
 arm64-reduced: install
-	$(PY) -m bench.arm64 --reduced
+	$(PY) -m tools.arm64 --reduced
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
 
 from .ann_vectors import (
     collection,
@@ -33,7 +34,6 @@ from .ann_vectors import (
     split_queries,
     synthetic,
 )
-from .report import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
 
 logger = logging.getLogger(__name__)
 

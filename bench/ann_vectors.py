@@ -33,11 +33,10 @@ def real_embeddings(bundle: Path, cache_dir: Path) -> np.ndarray:
     path = cache_dir / f"real-{bundle.name}-{key}.npy"
     if path.is_file():
         return np.load(path)
-    from runtime.retriever import Retriever
-
-    from .datasets.openmoji import emojis
-    from .datasets.render import render_emoji
-    from .datasets.wordnet import synsets
+    from edgeret.data.openmoji import emojis
+    from edgeret.data.render import render_emoji
+    from edgeret.data.wordnet import synsets
+    from edgeret.runtime.retriever import Retriever
 
     retriever = Retriever.open(bundle, threads=None, verify="size")
     texts = [t for s in synsets("all") for t in (s.gloss, s.lemmas)]

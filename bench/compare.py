@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeret.data.catalog import load_eval
+from edgeret.data.evalset import EvalSet
+from edgeret.data.results import invocation, machine_info, now_iso, package_versions, write_json
+
 from .costs import FootprintInputs, cost_of, footprint, footprint_columns, latency_queries
-from .datasets import load_eval
-from .datasets.evalset import EvalSet
 from .encoders import has_images, open_encoder
 from .plots import pareto_plot
-from .report import invocation, machine_info, now_iso, package_versions, write_json
 from .rows import (
     TASK_SETS,
     accuracy_rows,
@@ -51,7 +52,7 @@ NOTES = [
     "warm-up, in the bench process; `1t` = 1 intra-op thread, `all` = all cores. Bundles run through the runtime "
     "(tokenise/preprocess + ONNX + normalise), torch rows through their own Python API.",
     "cold_start_ms, *_batch64_items_per_s, peak_rss_mb, index_build_s: each variant in a fresh process "
-    "(`python -m bench.footprint`), all cores. Cold start = import + open + first text query (interpreter start-up "
+    "(`python -m edgeret.bench.footprint`), all cores. Cold start = import + open + first text query (interpreter start-up "
     "excluded, OS file cache warm; a bundle's image session is created on its first image, as the runtime does). "
     "Then one image query; peak_rss_mb = peak RSS (VmHWM) at that point (serving one query at a time). Throughput = "
     "median of 3 batches of 64 val glosses / 64 rendered val emoji PNG files; peak_rss_batch_mb = VmHWM after "
@@ -61,7 +62,7 @@ NOTES = [
     "`Retriever.open(dim=...)` does); their cost columns are those of the full-dim variant named in `cost_of` "
     "(the encoders are the same; truncation costs microseconds).",
     "gme2b-arch: Qwen2-VL-2B (GME-2B) architecture with random weights in a separate process "
-    "(`python -m bench.gme_arch`); see its note column for dtype, token counts and repeats; accuracy is null.",
+    "(`python -m edgeret.bench.gme_arch`); see its note column for dtype, token counts and repeats; accuracy is null.",
     "peer-st-minilm: sentence-transformers on torch with all-MiniLM-L6-v2, text->text only.",
 ]
 
@@ -123,7 +124,7 @@ def measure_teacher(teacher: Any, args: argparse.Namespace, ctx: Context) -> lis
 def shipped_bytes(retriever) -> int:
     """Bytes of the bundle as the runtime uses it: every file except the tower twins it did not load
     (``.onnx`` vs ``.ort``) and the operator list for minimal builds (a build-time file)."""
-    from runtime.bundle import OPERATOR_CONFIG
+    from edgeret.runtime.bundle import OPERATOR_CONFIG
 
     manifest = retriever.manifest
     encoders = [e for e in (retriever.text_encoder, retriever.image_encoder) if e is not None]
@@ -164,7 +165,7 @@ def measure_peer(ctx: Context, args: argparse.Namespace) -> list[dict]:
 
 def measure_teacher_onnx(teacher: Any, args: argparse.Namespace, ctx: Context) -> list[dict]:
     """teacher-onnx: export (or reuse) the teacher's fp32 ONNX bundle, check parity, measure it as a bundle."""
-    from compress.samples import real_images, real_texts
+    from edgeret.data.samples import real_images, real_texts
 
     from .teacher_onnx import build_teacher_bundle
 

@@ -37,9 +37,9 @@ def time_per_query(fn: Callable[[Any], Any], queries: list, repeats: int = 3, wa
 
 def latency_queries(n_text: int = 40, n_image: int = 15) -> tuple[list[str], list]:
     """Real single queries: WordNet glosses and rendered emoji (val split, not the scored test)."""
-    from .datasets.openmoji import emojis
-    from .datasets.render import render_emoji
-    from .datasets.wordnet import synsets
+    from edgeret.data.openmoji import emojis
+    from edgeret.data.render import render_emoji
+    from edgeret.data.wordnet import synsets
 
     return [s.gloss for s in synsets("val")[:n_text]], [render_emoji(e.text) for e in emojis("val")[:n_image]]
 
@@ -66,9 +66,9 @@ class FootprintInputs:
     """Files a footprint process reads: 64 batch texts + 64 batch images, and the test corpora per task."""
 
     def __init__(self, root: Path, evalsets: dict[str, Any], batch: int = 64) -> None:
-        from .datasets.openmoji import emojis
-        from .datasets.render import render_emoji
-        from .datasets.wordnet import synsets
+        from edgeret.data.openmoji import emojis
+        from edgeret.data.render import render_emoji
+        from edgeret.data.wordnet import synsets
 
         self.root = root
         images = root / "images"
@@ -101,7 +101,7 @@ def footprint(inputs: FootprintInputs, kind: str, path: str | None, timeout: flo
     """Run :mod:`bench.footprint` for one variant in a fresh process; returns its JSON result."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=inputs.root, delete=False) as handle:
         json.dump(inputs.spec(kind, path), handle)
-    cmd = [sys.executable, "-m", "bench.footprint", handle.name]
+    cmd = [sys.executable, "-m", "edgeret.bench.footprint", handle.name]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent)
     if out.returncode != 0:
         raise RuntimeError(f"footprint of {kind} {path} failed ({out.returncode}): {out.stderr[-2000:]}")

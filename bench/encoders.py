@@ -24,9 +24,8 @@ class PeerSentenceTransformer:
     has_images = False
 
     def __init__(self) -> None:
+        from edgeret.distill.teachers.standin import minilm_path
         from sentence_transformers import SentenceTransformer
-
-        from distill.teachers.standin import minilm_path
 
         self.model = SentenceTransformer(str(minilm_path()), device="cpu")
 
@@ -54,7 +53,7 @@ def open_encoder(kind: str, path: str | None, threads: int | None = None, dim: i
     if kind not in KINDS:
         raise ValueError(f"unknown variant kind {kind!r}; known: {KINDS}")
     if kind == "bundle":
-        from runtime.retriever import Retriever
+        from edgeret.runtime.retriever import Retriever
 
         return Retriever.open(path, threads=threads, dim=dim, verify="size")
     import torch
@@ -63,7 +62,7 @@ def open_encoder(kind: str, path: str | None, threads: int | None = None, dim: i
     if cached is not None:
         return cached
     if kind == "teacher-torch":
-        from distill.teachers.standin import StandinTeacher
+        from edgeret.distill.teachers.standin import StandinTeacher
 
         return StandinTeacher(head_path=path, fit_if_missing=False)
     return PeerSentenceTransformer()

@@ -1,4 +1,4 @@
-"""One variant's footprint, measured in a fresh process: ``python -m bench.footprint SPEC.json``.
+"""One variant's footprint, measured in a fresh process: ``python -m edgeret.bench.footprint SPEC.json``.
 
 In this order, all cores:
 
@@ -59,8 +59,8 @@ def _items_per_s(fn: Any, n: int, runs: int = 3) -> float:
 
 def _index_build(encoder: Any, corpus: dict[str, Any]) -> float:
     """Seconds to embed ``corpus`` and insert it into a fresh HNSW index."""
-    from runtime.bundle import INDEX_DEFAULTS
-    from runtime.index import VectorIndex
+    from edgeret.runtime.bundle import INDEX_DEFAULTS
+    from edgeret.runtime.index import VectorIndex
 
     start = time.perf_counter()
     items = corpus["items"]
@@ -73,7 +73,7 @@ def _index_build(encoder: Any, corpus: dict[str, Any]) -> float:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Cold start, throughput, peak RSS and index builds of the variant in ``spec``."""
-    from bench.encoders import has_images, open_encoder
+    from .encoders import has_images, open_encoder
 
     encoder = open_encoder(spec["kind"], spec.get("path"), threads=None, dim=spec.get("dim"))
     encoder.embed_texts([spec["first_query"]])

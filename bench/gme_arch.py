@@ -12,7 +12,7 @@ lengths are Qwen2's for GME's template: 14 system tokens for the query instructi
 + 4 assistant tokens (39 for a 16-token query); 11 + 3 + (1 + visual tokens + 1) + 2 + 4 for an
 image document (278 at 256 visual tokens).
 
-``python -m bench.gme_arch`` runs it in its own process (so its memory stays out of the other rows)
+``python -m edgeret.bench.gme_arch`` runs it in its own process (so its memory stays out of the other rows)
 and prints a JSON line; :func:`run_in_subprocess` calls that.
 """
 
@@ -108,9 +108,8 @@ def text_inputs(config: Any, query_tokens: int = 16, seed: int = 0) -> dict[str,
 def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int = 1280, seed: int = 0) -> dict:
     """One image document as GME prepares it: fetch resize, Qwen2-VL smart resize and patches, template ids."""
     import torch
+    from edgeret.distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize
     from transformers import Qwen2VLImageProcessor
-
-    from distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize
 
     merge = int(config.vision_config.spatial_merge_size)
     patch = int(config.vision_config.patch_size)
@@ -130,8 +129,7 @@ def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int
 def embed(model: Any, inputs: dict[str, Any]) -> Any:
     """GME's embedding of one prepared batch (as ``GmeTeacher._encode``): un-normalised (B, hidden)."""
     import torch
-
-    from distill.teachers.gme import last_token_pool, sequential_positions
+    from edgeret.distill.teachers.gme import last_token_pool, sequential_positions
 
     with torch.inference_mode():
         input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -205,8 +203,8 @@ def _image_px(inputs: dict[str, Any], config: Any) -> list[int]:
 
 def sample_image() -> Any:
     """A real rendered emoji (224 px; GME's smart resize scales it up to its minimum resolution)."""
-    from bench.datasets.openmoji import emojis
-    from bench.datasets.render import render_emoji
+    from edgeret.data.openmoji import emojis
+    from edgeret.data.render import render_emoji
 
     return render_emoji(emojis("val")[0].text)
 
@@ -214,7 +212,7 @@ def sample_image() -> Any:
 def run_in_subprocess(dtype: str = "float32", text_repeats: int = 5, image_repeats: int = 2,
                       timeout: float = 1800) -> dict[str, Any]:
     """``measure`` of GME-2B in a fresh Python process (its ~9 GB stay out of this one); returns the JSON."""
-    cmd = [sys.executable, "-m", "bench.gme_arch", "--dtype", dtype, "--text-repeats", str(text_repeats),
+    cmd = [sys.executable, "-m", "edgeret.bench.gme_arch", "--dtype", dtype, "--text-repeats", str(text_repeats),
            "--image-repeats", str(image_repeats)]
     logger.info("gme2b-arch: %s", " ".join(cmd))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -225,7 +223,7 @@ def run_in_subprocess(dtype: str = "float32", text_repeats: int = 5, image_repea
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time GME-2B's architecture at 1 thread and all cores; print one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.gme_arch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeret.bench.gme_arch", description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--text-repeats", type=int, default=5)
     parser.add_argument("--image-repeats", type=int, default=2)

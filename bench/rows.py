@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .datasets.evalset import EvalSet
-from .evaluate import embed_items, score_evalset
+from edgeret.data.evalset import EvalSet
+from edgeret.data.scoring import embed_items, score_evalset
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +29,8 @@ Embeddings = dict[str, tuple[np.ndarray, np.ndarray]]
 def teacher_memo(cache_dirs: list[Path]) -> dict:
     """Embeddings from the caches of an instruction-free teacher (the stand-in), keyed like
     ``bench.evaluate.embed_items``'s memo: each row serves the item under any instruction."""
-    from distill.cache import load_cache
-
-    from .datasets import QUERY_INSTRUCTIONS
+    from edgeret.data.catalog import QUERY_INSTRUCTIONS
+    from edgeret.distill.cache import load_cache
 
     memo: dict = {}
     for cache_dir in cache_dirs:
@@ -53,7 +51,7 @@ def embed_tasks(encoder: Any, evalsets: dict[str, EvalSet], memo: dict | None = 
 
 def truncated(embeddings: Embeddings, dim: int) -> Embeddings:
     """Matryoshka prefix of every embedding, renormalised (as the runtime's ``dim=``)."""
-    from runtime.vectors import truncate
+    from edgeret.runtime.vectors import truncate
 
     return {task: (truncate(q, dim), truncate(c, dim)) for task, (q, c) in embeddings.items()}
 

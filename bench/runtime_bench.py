@@ -23,21 +23,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from .report import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
 
 logger = logging.getLogger(__name__)
 
 _COLD_START = """
 import json, sys, time
 t0 = time.perf_counter()
-from runtime.retriever import Retriever
+from edgeret.runtime.retriever import Retriever
 r = Retriever.open(sys.argv[1], threads=1, verify=sys.argv[2] if sys.argv[2] != "True" else True)
 hits = r.search(text="a small yellow fruit", k=10)
 t1 = time.perf_counter()
 for q in ["red heart", "a cat face", "the national flag of France"] * 30:
     r.search(text=q, k=10)
-from bench.footprint import peak_rss_mb  # VmHWM: ru_maxrss would report the parent's peak after fork+exec
+from edgeret.bench.footprint import peak_rss_mb  # VmHWM: ru_maxrss would report the parent's peak after fork+exec
 print(json.dumps({"cold_start_ms": (t1 - t0) * 1e3, "items": len(r), "torch_imported": "torch" in sys.modules,
                   "peak_rss_mb": peak_rss_mb()}))
 """
@@ -151,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _queries(n: int, image_size: int) -> tuple[list[str], list]:
-    from bench.datasets.openmoji import emojis
-    from bench.datasets.render import render_emoji
-    from bench.datasets.wordnet import synsets
+    from edgeret.data.openmoji import emojis
+    from edgeret.data.render import render_emoji
+    from edgeret.data.wordnet import synsets
 
     texts = [s.gloss for s in synsets("test")[:n]]
     images = [render_emoji(e.text, image_size) for e in emojis("test")[: max(20, n // 4)]]
@@ -169,7 +168,7 @@ def _cold_text(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Run every measurement on a temporary copy of the bundle; returns the results."""
     args = build_parser().parse_args(argv)
-    from runtime.retriever import Retriever
+    from edgeret.runtime.retriever import Retriever
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"

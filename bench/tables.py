@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import markdown_table
+from edgeret.data.results import markdown_table
 
 REFERENCE = "student-int8"
 RATIO_OF = ("teacher-torch", "teacher-onnx", "gme2b-arch", "peer-st-minilm")

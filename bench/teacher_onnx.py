@@ -35,9 +35,8 @@ def _modules(teacher: Any) -> tuple[Any, Any]:
     import copy
 
     import torch
+    from edgeret.distill.teachers.standin import mean_pool
     from torch import nn
-
-    from distill.teachers.standin import mean_pool
 
     class TeacherText(nn.Module):
         def __init__(self, bert: nn.Module) -> None:
@@ -101,7 +100,7 @@ def cosine_parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def check_parity(teacher: Any, bundle: Path, texts: Sequence[str], images: Sequence[Any],
                  min_cosine: float = MIN_COSINE) -> dict[str, dict[str, float]]:
     """Torch teacher vs the runtime on ``bundle``; raises AssertionError below ``min_cosine``."""
-    from runtime.retriever import Retriever
+    from edgeret.runtime.retriever import Retriever
 
     retriever = Retriever.open(bundle, threads=1, verify="size")
     parity = {"text": cosine_parity(teacher.embed_texts(list(texts), batch_size=7),
@@ -136,8 +135,8 @@ def build_teacher_bundle(teacher: Any, out: str | Path, texts: Sequence[str], im
 
     ``texts`` / ``images`` are the parity inputs. Returns the export info (head sha256, parity).
     """
-    from distill.teachers.standin import minilm_path
-    from runtime.bundle import write_manifest
+    from edgeret.distill.teachers.standin import minilm_path
+    from edgeret.runtime.bundle import write_manifest
 
     out, head_sha = Path(out), _head_sha256(teacher)
     info = None if force else cached_info(out, head_sha)
@@ -153,7 +152,7 @@ def build_teacher_bundle(teacher: Any, out: str | Path, texts: Sequence[str], im
     write_manifest(tmp, embedding={"dim": teacher.dim, "normalised": True, "matryoshka_dims": []},
                    teacher={"id": teacher.id, "revision": teacher.describe()["revision"]},
                    text_encoder={"file": "text_encoder.onnx", "max_length": teacher.text_max_length},
-                   image_encoder={"file": "image_encoder.onnx"}, producer={"export": "bench.teacher_onnx"})
+                   image_encoder={"file": "image_encoder.onnx"}, producer={"export": "edgeret.bench.teacher_onnx"})
     info = {"head_sha256": head_sha, "opset": OPSET, "parity": check_parity(teacher, tmp, texts, images)}
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)

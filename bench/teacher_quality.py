@@ -11,9 +11,9 @@ import logging
 import time
 from pathlib import Path
 
-from .datasets import load_eval
-from .evaluate import evaluate_encoder
-from .report import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+from edgeret.data.catalog import load_eval
+from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+from edgeret.data.scoring import evaluate_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None, teacher=None) -> list[dict]:
     """Entry point; returns the result rows. ``teacher`` reuses an already loaded teacher."""
     args = build_parser().parse_args(argv)
     if teacher is None:
-        from distill.teachers import load_teacher
+        from edgeret.distill.teachers import load_teacher
 
         teacher = load_teacher(args.teacher, model_path=args.model_path, head_path=args.head_path)
     memo = None

@@ -3,6 +3,6 @@
 Needs the ``compress`` extra: ``pip install 'edgeret[compress]'``.
 """
 
-from runtime._extras import require_extra
+from edgeret.runtime.extras import require_extra
 
 require_extra("compress", ["onnx", "torch"])

@@ -24,9 +24,9 @@ class OnnxEncoder:
 
     def __init__(self, text_path: str | Path | None, image_path: str | Path | None, tokenizer_path: str | Path,
                  preprocessor, max_length: int, dim: int, threads: int | None = 1):
-        from runtime.image import ImageEncoder
-        from runtime.sessions import create_session
-        from runtime.text import TextEncoder, load_tokenizer
+        from edgeret.runtime.image import ImageEncoder
+        from edgeret.runtime.sessions import create_session
+        from edgeret.runtime.text import TextEncoder, load_tokenizer
 
         self.text = self.image = None
         if text_path is not None:
@@ -47,7 +47,7 @@ class OnnxEncoder:
 
 def load_sets(names: Sequence[str], size: int = 224, sample: int | None = None) -> list:
     """Eval sets by name (``bench.datasets.load_eval``), optionally restricted to ``sample`` queries."""
-    from bench.datasets import load_eval
+    from edgeret.data.catalog import load_eval
 
     sets = []
     for name in names:
@@ -64,7 +64,7 @@ def agreement(reference, variant, evalsets: Sequence, memo_ref: dict | None = No
 
     ``memo_ref`` caches the reference's embeddings across calls (one per reference encoder).
     """
-    from bench.evaluate import embed_items, score_evalset
+    from edgeret.data.scoring import embed_items, score_evalset
 
     memo_ref = {} if memo_ref is None else memo_ref
     memo_var: dict = {}

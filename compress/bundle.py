@@ -1,6 +1,6 @@
 """Student checkpoint -> bundle: (prune + recover) -> export + parity -> optimise -> quantise -> manifest.
 
-    from compress.bundle import CompressOptions, build_bundle
+    from edgeret.compress.bundle import CompressOptions, build_bundle
     report = build_bundle("artifacts/student", "artifacts/bundles/int8", CompressOptions(quant="int8"))
 
 The bundle folder (DESIGN.md): ``manifest.json``, ``text_encoder[_q].onnx``, ``image_encoder[_q].onnx``,
@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeret.data.samples import real_images, real_texts
+
 from . import export as ex
 from . import quantize as q
 from .agreement import DEFAULT_SETS, OnnxEncoder, agreement, load_sets
 from .optimize import IMAGE_CANDIDATES, TEXT_CANDIDATES, choose_fastest, latency_ms
-from .samples import real_images, real_texts
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,9 @@ def _suffix(mode: str) -> str:
 def _prune(model, options: CompressOptions, work: Path) -> tuple[Any, dict[str, Any] | None]:
     if options.prune <= 0:
         return model, None
-    from .prune import PruneConfig
-    from .recover import RecoverySettings, open_caches, prune_and_recover
-    from .structure import save_checkpoint
+    from edgeret.distill.pruning.prune import PruneConfig
+    from edgeret.distill.pruning.recover import RecoverySettings, open_caches, prune_and_recover
+    from edgeret.distill.pruning.structure import save_checkpoint
 
     caches = open_caches(options.openmoji_cache, options.wordnet_cache)
     config = PruneConfig(ratio=options.prune, score=options.prune_score)
@@ -184,7 +185,7 @@ def _populate(model, out: Path, files: dict[str, Path], options: CompressOptions
 def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: CompressOptions,
                   report: dict[str, Any]) -> dict:
     """(Re)write ``compress_report.json`` and the manifest (whose checksums cover the report)."""
-    from runtime.bundle import write_manifest
+    from edgeret.runtime.bundle import write_manifest
 
     (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     config = model.config
@@ -283,8 +284,8 @@ def preserve_root_logging():
 
 
 def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None) -> dict[str, Any]:
-    from .recover import tower_cost
-    from .structure import load_checkpoint
+    from edgeret.distill.pruning.recover import tower_cost
+    from edgeret.distill.pruning.structure import load_checkpoint
 
     options = options or CompressOptions()
     out = Path(out)

@@ -54,17 +54,16 @@ class SplitReport:
 def token_counts(tokenizer: Any, texts: Iterable[str]) -> np.ndarray:
     """Occurrences of every token id in ``texts`` (:func:`distill.vocab.token_counts`); ``tokenizer`` is a
     ``tokenizers.Tokenizer`` (left unchanged) or the path of a ``tokenizer.json``."""
+    from edgeret.distill.vocab import token_counts as count
     from tokenizers import Tokenizer
-
-    from distill.vocab import token_counts as count
 
     return count(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer)), texts)
 
 
 def training_texts() -> list[str]:
     """The train splits' texts (OpenMoji captions, WordNet glosses and lemmas): what ranks the tokens."""
-    from bench.datasets.openmoji import emojis
-    from bench.datasets.wordnet import synsets
+    from edgeret.data.openmoji import emojis
+    from edgeret.data.wordnet import synsets
 
     wordnet = synsets("train")
     return [c for e in emojis("train") for c in e.captions] + [s.gloss for s in wordnet] + [s.lemmas for s in wordnet]

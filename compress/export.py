@@ -162,7 +162,7 @@ def text_parity(model, onnx_path: str | Path, texts: Sequence[str], batch_sizes:
                 max_abs_diff: float = MAX_ABS_DIFF, min_cosine: float = MIN_COSINE, check: bool = True,
                 session=None) -> Parity:
     """Compare the ONNX text encoder with ``model.encode_text`` on real ``texts`` (padded batches)."""
-    from runtime.sessions import create_session
+    from edgeret.runtime.sessions import create_session
 
     session = session or create_session(onnx_path, threads=1)
     names = {i.name for i in session.get_inputs()}
@@ -188,7 +188,7 @@ def image_parity(model, onnx_path: str | Path, images: Sequence[Image.Image], ba
                  max_abs_diff: float = MAX_ABS_DIFF, min_cosine: float = MIN_COSINE, check: bool = True,
                  session=None) -> Parity:
     """Compare the ONNX image encoder with ``model.encode_image`` on real ``images``."""
-    from runtime.sessions import create_session
+    from edgeret.runtime.sessions import create_session
 
     session = session or create_session(onnx_path, threads=1)
     pixels = model.preprocessor(list(images))

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def latency_ms(path: str | Path, feeds: Mapping[str, np.ndarray], threads: int = 1, repeats: int = 30,
                warmup: int = 3) -> float:
     """Median wall time (ms) of one ``session.run`` on ``feeds`` with ``threads`` intra-op threads."""
-    from runtime.sessions import create_session
+    from edgeret.runtime.sessions import create_session
 
     session = create_session(path, threads=threads)
     for _ in range(warmup):

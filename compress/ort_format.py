@@ -7,7 +7,7 @@ mobile CPU can run — no x86-only NCHWc kernels); :func:`write_operator_config`
 ``required_operators.config`` that ``build.sh --minimal_build --include_ops_by_config`` takes;
 :func:`operator_markdown` renders that config as the operator list in the README.
 
-    python -m compress.ort_format artifacts/bundles/student-int8 --update docs/mobile.md
+    python -m edgeret.compress.ort_format artifacts/bundles/student-int8 --update docs/mobile.md
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from runtime.bundle import OPERATOR_CONFIG
+from edgeret.runtime.bundle import OPERATOR_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def write_operator_config(ort_paths: Iterable[str | Path], config_path: str | Pa
 def ort_parity(onnx_path: str | Path, ort_path: str | Path, feeds: dict) -> dict[str, float]:
     """Outputs of the ``.ort`` against the ``.onnx`` on the same inputs: max abs diff and min cosine."""
     import numpy as np
-
-    from runtime.sessions import create_session
+    from edgeret.runtime.sessions import create_session
 
     outs = [create_session(path, threads=1).run(None, feeds)[0] for path in (onnx_path, ort_path)]
     a, b = (np.asarray(o, dtype=np.float64) for o in outs)
@@ -95,7 +94,7 @@ def operator_markdown(config_path: str | Path, models: Sequence[str] = ()) -> st
 
 def main(argv: list[str] | None = None) -> str:
     """Print (or write) the operator table of a bundle built with ``--ort``."""
-    parser = argparse.ArgumentParser(prog="python -m compress.ort_format", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edgeret.compress.ort_format", description=main.__doc__)
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--markdown", type=Path, help="write the table here instead of printing it")
     parser.add_argument("--update", type=Path, action="append", default=[], metavar="DOC",

@@ -3,6 +3,6 @@
 Needs the ``distill`` extra: ``pip install 'edgeret[distill]'``.
 """
 
-from runtime._extras import require_extra
+from edgeret.runtime.extras import require_extra
 
 require_extra("distill", ["torch", "transformers", "safetensors"])

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from distill import cache_io as cio
+from . import cache_files as cio
 
 if TYPE_CHECKING:
-    from distill.corpus import Corpus, CorpusItem
-    from distill.teachers.base import Teacher
+    from edgeret.data.items import Corpus, CorpusItem
+    from edgeret.distill.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
 

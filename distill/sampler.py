@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .train_data import TrainData, normalise_pixels
+from .pairs import TrainData, normalise_pixels
 
 
 @dataclass

@@ -18,30 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from edgeret.distill.models.image_tower import ImageTower, inherit_image_tower, lite0_stages
+from edgeret.distill.models.text_tower import TextTower, bert_config, inherit_text_tower
+from edgeret.runtime.preprocess import ImagePreprocessor
+from edgeret.runtime.versions import edgeret_version
 from PIL import Image
 from tokenizers import Tokenizer
 from torch import nn
 from tqdm.auto import tqdm
 
-from runtime.preprocess import ImagePreprocessor
-
-from .models.image_tower import ImageTower, inherit_image_tower, lite0_stages
-from .models.text_tower import TextTower, bert_config, inherit_text_tower
 from .vocab import configure_for_inference, load_tokenizer, prune_tokenizer
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "edgeret-student"
 FORMAT_VERSION = 1
-
-
-def edgeret_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("edgeret")
-    except metadata.PackageNotFoundError:  # pragma: no cover - source checkout without install
-        return "0+unknown"
 
 
 @dataclass
@@ -213,7 +204,7 @@ def build_student(
     ``base_tokenizer`` defaults to MiniLM-L6's; inheritance (``init='minilm'`` / ``'lite0'``) loads
     the teacher weights from the installed packages.
     """
-    from distill.teachers.standin import minilm_path
+    from edgeret.distill.teachers.standin import minilm_path
 
     base = base_tokenizer or load_tokenizer(minilm_path())
     if vocab_texts is not None:
@@ -229,7 +220,7 @@ def build_student(
         teacher_text = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
         inherit_text_tower(model.text, teacher_text, keep_ids, list(config.text.teacher_layers))
     if config.image.init == "lite0":
-        from .models.efficientnet_lite import load_lite0
+        from edgeret.distill.models.efficientnet_lite import load_lite0
 
         inherit_image_tower(model.image, load_lite0())
     return _freeze(model)

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeret.distill.models.image_tower import lite0_stages
 
 from .cache import TeacherCache, load_cache
+from .loop import TrainSettings, init_projections, prefix_features, run_epochs
 from .losses import LossConfig
-from .models.image_tower import lite0_stages
 from .student import DualEncoder, StudentConfig, build_student, load_student, save_student, student_preprocessor
-from .trainer import TrainSettings, init_projections, prefix_features, run_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ VAL_SETS = (("openmoji", "t2i"), ("openmoji", "i2t"), ("wordnet", "t2t"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .teachers.standin import STANDIN_ID
+    from edgeret.distill.teachers.standin import STANDIN_ID
 
     cache_root = Path("artifacts/cache")
     parser = argparse.ArgumentParser(prog="edgeret distill", description=__doc__.splitlines()[0])
@@ -95,8 +95,8 @@ def _open(path: Path | None) -> TeacherCache | None:
 
 def eval_sets(split: str, sample: int | None, caches: dict[str, TeacherCache | None]) -> list:
     """The t2i / i2t / t2t eval sets of ``split`` for the data sources that have a cache."""
-    from bench.datasets.openmoji import openmoji_eval
-    from bench.datasets.wordnet import wordnet_eval
+    from edgeret.data.openmoji import openmoji_eval
+    from edgeret.data.wordnet import wordnet_eval
 
     out = []
     for source, task in VAL_SETS:
@@ -125,8 +125,8 @@ def _prepare_model(args, preset, caches, data, state_dir: Path) -> DualEncoder:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume), keep the best checkpoint in ``--out``; returns the report dict."""
+    from .pairs import load_train_data
     from .sampler import BatchSampler
-    from .train_data import load_train_data
 
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "prep_seconds": round(prep_seconds, 1), "seconds": round(time.time() - started, 1),
               "finished": state.epoch >= settings.epochs}
     if report["finished"] and args.test:
-        from .cost import compare
+        from .flops import compare
 
         report["test"] = _test(args.out, caches)
         report["cost"] = compare(load_student(args.out))
@@ -185,7 +185,7 @@ def _prefix(model: DualEncoder, data, state_dir: Path, resuming: bool):
 
 def _validate(model: DualEncoder, evalsets: list, epoch: int) -> float:
     """Mean student Recall@10 over the validation sets (via ``bench.evaluate``)."""
-    from bench.evaluate import evaluate_encoder
+    from edgeret.data.scoring import evaluate_encoder
 
     scores = {}
     for evalset in evalsets:
@@ -197,7 +197,7 @@ def _validate(model: DualEncoder, evalsets: list, epoch: int) -> float:
 
 
 def _test(out: Path, caches: dict[str, TeacherCache | None]) -> list[dict]:
-    from .evaluation import evaluate_sets
+    from .held_out import evaluate_sets
 
     model = load_student(out)
     present = [c for c in caches.values() if c is not None]

@@ -13,7 +13,6 @@ inconsistent dims/space, each with a :class:`BundleError` naming the file or fie
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from ._fs import atomic_write_json, file_entry, read_json
 from .errors import BundleError
 from .persist import SavedIndex, read_saved_index, verify_files
+from .versions import package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -251,17 +251,7 @@ def load_manifest(bundle_dir: str | Path, verify: bool | str = True) -> Manifest
 
 def default_producer() -> dict[str, str]:
     """Versions of edgeret, Python and the packages involved (read from metadata; nothing imported)."""
-    import importlib.metadata  # not at module level: it costs tens of ms at every runtime start
-
-    from . import __version__
-
-    versions = {"edgeret": __version__, "python": sys.version.split()[0]}
-    for package in _PRODUCER_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    return {k: v for k, v in package_versions(("edgeret", *_PRODUCER_PACKAGES), python=True).items() if v}
 
 
 def _tower(spec: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any] | None:

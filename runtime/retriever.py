@@ -1,6 +1,6 @@
 """``Retriever``: open a bundle, embed texts and images, index them, search. No torch anywhere.
 
-    from runtime.retriever import Retriever
+    from edgeret import Retriever
     r = Retriever.open("bundle/", threads=1)
     r.add_images(["cat.png"], ["photos/cat.png"], metadata=[{"year": 2021}])
     r.search(text="a cat", k=5, filter={"year": {"gte": 2020}})   # -> [SearchResult(id, score, metadata)]

@@ -4,8 +4,7 @@ import subprocess
 import sys
 
 import pytest
-
-from runtime._extras import require_extra
+from edgeret.runtime.extras import require_extra
 
 
 def _run(code: str) -> str:
@@ -14,8 +13,8 @@ def _run(code: str) -> str:
 
 def test_runtime_and_cli_help_do_not_import_torch():
     code = (
-        "import sys, runtime, runtime.preprocess, runtime.cli\n"
-        "runtime.cli.main(['--help'])\n"
+        "import sys, edgeret, edgeret.runtime.preprocess, edgeret.cli.main\n"
+        "edgeret.cli.main.main(['--help'])\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
     )
     assert _run(code).strip().endswith("NO-TORCH")
@@ -23,7 +22,7 @@ def test_runtime_and_cli_help_do_not_import_torch():
 
 def test_dataset_and_metric_modules_are_torch_free():
     code = (
-        "import sys, bench.datasets, bench.metrics, bench.evaluate, bench.datasets.wordnet\n"
+        "import sys, edgeret.data.catalog, edgeret.data.metrics, edgeret.data.scoring, edgeret.data.wordnet\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
     )
     assert _run(code).strip() == "NO-TORCH"
@@ -35,7 +34,7 @@ def test_missing_extra_names_the_extra():
 
 
 def test_cli_reports_unknown_command(capsys):
-    from runtime.cli import main
+    from edgeret.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["no-such-command"])

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from distill.teachers.base import ImageInput, Teacher, _finish, _progress, iter_batches, to_rgb
+from .base import ImageInput, Teacher, _finish, _progress, iter_batches, to_rgb
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-
-from bench.datasets.augment import augmented_render
-from bench.datasets.openmoji import Emoji, emojis
-from bench.datasets.render import render_emoji
+from edgeret.data.augment import augmented_render
+from edgeret.data.openmoji import Emoji, emojis
+from edgeret.data.render import render_emoji
 
 from .base import l2_normalize
 

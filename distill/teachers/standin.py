@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeret.distill.models.efficientnet_lite import load_lite0
+from edgeret.runtime.preprocess import ImagePreprocessor
 from PIL import Image
 
-from runtime.preprocess import ImagePreprocessor
-
-from ..models.efficientnet_lite import load_lite0
 from .base import Teacher, iter_batches
 
 logger = logging.getLogger(__name__)

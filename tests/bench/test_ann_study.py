@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
-from bench.ann_study import main
-from bench.ann_vectors import collection, exact_topk, random_centres, recall_at_k, split_queries, synthetic
+from edgeret.bench.ann_study import main
+from edgeret.bench.ann_vectors import collection, exact_topk, random_centres, recall_at_k, split_queries, synthetic
 
 
 def test_exact_topk_matches_a_full_sort():

@@ -1,4 +1,4 @@
-"""Host-side logic of ``python -m bench.arm64`` (no QEMU needed): cpuinfo, commands, comparisons, verdicts."""
+"""Host-side logic of ``python -m tools.arm64`` (no QEMU needed): cpuinfo, commands, comparisons, verdicts."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.arm64 import cli, compare, guest, hnsw, host_tools, results, rootfs, wheels, workload
-from bench.arm64.guest_worker import run_job
-from bench.arm64.shell import Arm64Error, Stamps, Timer, cached_step, fingerprint
+from tools.arm64 import cli, compare, guest, hnsw, host_tools, results, rootfs, wheels, workload
+from tools.arm64.guest_worker import run_job
+from tools.arm64.shell import Arm64Error, Stamps, Timer, cached_step, fingerprint
 
 FIXTURE_BUNDLE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
 
@@ -234,7 +234,7 @@ def _report(**overrides) -> dict:
     row = {"bundle": "b", "text": dict(tower), "image": dict(tower), "index": {"items": 6},
            "topk": {k: dict(topk) for k in results.QUERY_KINDS},
            "timings_s": {"x86": timings, "arm64": {k: 10 * v for k, v in timings.items()}}}
-    report = {"command": "python -m bench.arm64", "created": "now", "mode": "full", "bundles": [row],
+    report = {"command": "python -m tools.arm64", "created": "now", "mode": "full", "bundles": [row],
               "guest": {"emulator": "qemu 7.2", "cpu": "cortex-a72", "cpuinfo": "4 cores", "python": "3.11.2",
                         "versions": {"numpy": "2"}},
               "host": {"cpu": "x86", "python": "3.11.7", "versions": {"numpy": "2"}},

@@ -3,13 +3,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from bench.datasets import EVAL_SETS, load_eval
-from bench.datasets.augment import augmented_items, augmented_render
-from bench.datasets.openmoji import emoji_id, emojis, load_emojis
-from bench.datasets.render import glyph_rgba, render_emoji
-from bench.datasets.splits import split_of
-from bench.datasets.wordnet import build_subset, load_synsets, parse_data_line, synsets, wordnet_eval
+from edgeret.data.augment import augmented_items, augmented_render
+from edgeret.data.catalog import EVAL_SETS, load_eval
+from edgeret.data.openmoji import emoji_id, emojis, load_emojis
+from edgeret.data.render import glyph_rgba, render_emoji
+from edgeret.data.splits import split_of
+from edgeret.data.wordnet import build_subset, load_synsets, parse_data_line, synsets, wordnet_eval
 
 
 def test_openmoji_pairs_are_base_emoji_with_glyphs():

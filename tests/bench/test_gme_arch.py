@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from bench.gme_arch import (
+from edgeret.bench.gme_arch import (
     GME2B_PARAMS,
     build_random,
     embed,
@@ -16,6 +14,8 @@ from bench.gme_arch import (
     measure,
     text_inputs,
 )
+from PIL import Image
+
 from tests.distill.tiny_qwen2vl import build_tiny_qwen2vl, build_tiny_tokenizer, tiny_config
 
 
@@ -67,7 +67,7 @@ def test_tiny_timing_path(config):
 
 def test_embed_matches_gme_teacher(tmp_path):
     """``embed`` is GmeTeacher's computation: same model and inputs -> same embedding."""
-    from distill.teachers.gme import DEFAULT_INSTRUCTION, GmeTeacher, build_prompt
+    from edgeret.distill.teachers.gme import DEFAULT_INSTRUCTION, GmeTeacher, build_prompt
 
     teacher = GmeTeacher(build_tiny_qwen2vl(tmp_path / "tiny"), device="cpu", min_image_tokens=4, max_image_tokens=16)
     prompts = [build_prompt("a red apple", "Find an image that matches the given text.", with_image=False)]

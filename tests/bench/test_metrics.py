@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from bench.metrics import rank_corpus, retrieval_metrics, topk_overlap
+from edgeret.data.metrics import rank_corpus, retrieval_metrics, topk_overlap
 
 
 def test_rank_corpus_orders_best_first_and_breaks_ties_by_index():

@@ -4,8 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from bench.runtime_bench import index_vectors, main
+from edgeret.bench.runtime_bench import index_vectors, main
 
 FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench.compare import build_parser, write_results
-from bench.datasets.evalset import EvalSet
-from bench.datasets.items import CorpusItem
-from bench.rows import COLUMNS, METRICS, accuracy_rows, complete, gme_rows, truncated, with_cost
-from bench.tables import latency_ratios, overview
+from edgeret.bench.compare import build_parser, write_results
+from edgeret.bench.rows import COLUMNS, METRICS, accuracy_rows, complete, gme_rows, truncated, with_cost
+from edgeret.bench.tables import latency_ratios, overview
+from edgeret.data.evalset import EvalSet
+from edgeret.data.items import CorpusItem
 
 #: the row keys DESIGN.md's results contract names
 CONTRACT = ("variant", "task", "dataset", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10",
@@ -108,8 +107,8 @@ def test_parser_has_the_new_rows():
 
 
 def test_shipped_bytes_count_the_loaded_twin_only():
-    from bench.compare import shipped_bytes
-    from runtime.retriever import Retriever
+    from edgeret.bench.compare import shipped_bytes
+    from edgeret.runtime.retriever import Retriever
 
     fixture = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
     files = {p.name: p.stat().st_size for p in fixture.iterdir() if p.is_file() and p.name != "manifest.json"}

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from edgeret.bench.teacher_onnx import INFO_FILE, build_teacher_bundle, cached_info, cosine_parity
 from PIL import Image
 
-from bench.teacher_onnx import INFO_FILE, build_teacher_bundle, cached_info, cosine_parity
 from tests.bench.tiny_standin import TINY_DIM, tiny_standin
 
 TEXTS = ["a red apple", "the quick brown fox jumps over the lazy dog", "cat", "a smiling face with heart eyes",
@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
 
 def test_parity_through_the_runtime(exported):
     teacher, bundle, info = exported
-    from runtime.retriever import Retriever
+    from edgeret.runtime.retriever import Retriever
 
     retriever = Retriever.open(bundle, threads=1)
     assert retriever.dim == TINY_DIM
@@ -65,7 +65,7 @@ def test_cosine_parity_hand_case():
 
 def test_footprint_process_on_the_exported_bundle(exported, tmp_path):
     """Cold start, throughput, peak RSS and index build of a bundle, from a fresh process without torch."""
-    from bench.costs import footprint
+    from edgeret.bench.costs import footprint
 
     _, bundle, _ = exported
 

@@ -10,10 +10,9 @@ import hashlib
 from pathlib import Path
 
 import torch
+from edgeret.distill.teachers.standin import StandinTeacher, minilm_path
+from edgeret.runtime.preprocess import ImagePreprocessor
 from torch import nn
-
-from distill.teachers.standin import StandinTeacher, minilm_path
-from runtime.preprocess import ImagePreprocessor
 
 TINY_DIM = 24
 

@@ -1,9 +1,8 @@
 import logging
 
 import pytest
-
-from distill.models.image_tower import lite0_stages
-from distill.student import ImageConfig, StudentConfig, TextConfig, build_student, save_student
+from edgeret.distill.models.image_tower import lite0_stages
+from edgeret.distill.student import ImageConfig, StudentConfig, TextConfig, build_student, save_student
 
 TEXTS = ["grinning face", "flag: France", "draw air into, and expel out of, the lungs", "a small round fruit",
          "red apple", "a dog running on the beach"]
@@ -35,28 +34,28 @@ def tiny_student_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_student(tiny_student_dir):
-    from compress.structure import load_checkpoint
+    from edgeret.distill.pruning.structure import load_checkpoint
 
     return load_checkpoint(tiny_student_dir)
 
 
 @pytest.fixture(scope="session")
 def real_texts():
-    from compress.samples import real_texts
+    from edgeret.data.samples import real_texts
 
     return real_texts(30) + ["long " * 80]
 
 
 @pytest.fixture(scope="session")
 def real_images():
-    from compress.samples import real_images
+    from edgeret.data.samples import real_images
 
     return real_images(12, size=96)
 
 
 @pytest.fixture(scope="session")
 def fp32_onnx(tiny_student, tmp_path_factory):
-    from compress.export import export_image, export_text
+    from edgeret.compress.export import export_image, export_text
 
     root = tmp_path_factory.mktemp("onnx")
     return {"text": export_text(tiny_student, root / "text.onnx"),

@@ -4,10 +4,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-from compress.agreement import OnnxEncoder, agreement
-from compress.embedding_split import (
+from edgeret.compress.agreement import OnnxEncoder, agreement
+from edgeret.compress.embedding_split import (
     dequantize_blocks,
     hot_and_cold,
     quantize_blocks,
@@ -15,7 +13,8 @@ from compress.embedding_split import (
     token_counts,
     training_texts,
 )
-from compress.quantize import quantize_text_int8
+from edgeret.compress.quantize import quantize_text_int8
+from onnx import TensorProto, helper, numpy_helper
 
 VOCAB, DIM = 40, 64
 
@@ -51,7 +50,7 @@ def _gather_model(path, table):
 
 
 def test_split_graph_returns_the_dequantised_rows_and_converts_to_ort(tmp_path):
-    from compress.ort_format import convert_to_ort
+    from edgeret.compress.ort_format import convert_to_ort
 
     rng = np.random.default_rng(0)
     table = rng.normal(size=(VOCAB, DIM)).astype(np.float32)
@@ -76,7 +75,7 @@ def test_split_graph_returns_the_dequantised_rows_and_converts_to_ort(tmp_path):
 
 
 def test_split_int8_text_tower_agrees_with_fp32_and_is_smaller(fp32_onnx, tiny_student, tiny_student_dir):
-    from bench.datasets.wordnet import wordnet_eval
+    from edgeret.data.wordnet import wordnet_eval
 
     root = fp32_onnx["root"]
     counts = token_counts(tiny_student_dir / "tokenizer.json", training_texts())

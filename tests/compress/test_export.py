@@ -2,8 +2,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-from compress.export import ParityError, compare, export_text, image_parity, text_parity
+from edgeret.compress.export import ParityError, compare, export_text, image_parity, text_parity
 
 
 def test_graph_contract(fp32_onnx, tiny_student):
@@ -35,7 +34,7 @@ def test_image_parity_on_rendered_emoji(fp32_onnx, tiny_student, real_images):
 
 
 def test_padding_does_not_change_a_text_embedding(fp32_onnx, tiny_student):
-    from runtime.sessions import create_session
+    from edgeret.runtime.sessions import create_session
 
     session = create_session(fp32_onnx["text"], threads=1)
     ids, mask = tiny_student.tokenize(["red apple"])

@@ -3,8 +3,7 @@
 from pathlib import Path
 
 import pytest
-
-from compress.ort_format import MARKERS, main, operator_markdown, read_operator_config
+from edgeret.compress.ort_format import MARKERS, main, operator_markdown, read_operator_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
 
@@ -29,7 +28,7 @@ def test_update_replaces_only_the_marked_block(tmp_path):
 
 
 def test_int4_text_towers_get_no_ort_twin():
-    from compress.bundle import ort_towers
+    from edgeret.compress.bundle import ort_towers
 
     assert ort_towers("int4") == ("image",)  # the INT8 image tower of an INT4 bundle still gets one
     assert ort_towers("int8") == ort_towers("fp32") == ("text", "image")

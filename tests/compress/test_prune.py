@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
-
-from compress.export import export_text, text_parity
-from compress.importance import magnitude_scores, taylor_scores
-from compress.prune import PruneConfig, n_keep, prune_student
-from compress.structure import keep_heads, load_checkpoint, save_checkpoint, structure_of
-from distill.cost import count_params
+from edgeret.compress.export import export_text, text_parity
+from edgeret.distill.flops import count_params
+from edgeret.distill.pruning.importance import magnitude_scores, taylor_scores
+from edgeret.distill.pruning.prune import PruneConfig, n_keep, prune_student
+from edgeret.distill.pruning.structure import keep_heads, load_checkpoint, save_checkpoint, structure_of
 
 TEXTS = ["red apple", "flag: France", "a dog running on the beach", "draw air into, and expel out of, the lungs"]
 
@@ -52,7 +51,7 @@ def test_non_uniform_structure_round_trips_and_exports(tiny_student, tmp_path, r
     assert structure_of(pruned).text_heads == [3, 2]
     save_checkpoint(pruned, tmp_path / "ckpt")
     with pytest.raises(TypeError):  # distill's loader cannot express per-layer sizes (see compress.structure)
-        from distill.student import load_student
+        from edgeret.distill.student import load_student
 
         load_student(tmp_path / "ckpt")
     loaded = load_checkpoint(tmp_path / "ckpt")

@@ -2,16 +2,15 @@
 
 import onnx
 import pytest
-
-from compress.agreement import OnnxEncoder, agreement
-from compress.optimize import latency_ms
-from compress.quantize import convert_fp16, quantize_image_int8, quantize_int4, quantize_text_int8
+from edgeret.compress.agreement import OnnxEncoder, agreement
+from edgeret.compress.optimize import latency_ms
+from edgeret.compress.quantize import convert_fp16, quantize_image_int8, quantize_int4, quantize_text_int8
 
 
 @pytest.fixture(scope="module")
 def small_sets():
-    from bench.datasets.openmoji import openmoji_eval
-    from bench.datasets.wordnet import wordnet_eval
+    from edgeret.data.openmoji import openmoji_eval
+    from edgeret.data.wordnet import wordnet_eval
 
     return [wordnet_eval("val", sample=60), openmoji_eval("i2t", "val", sample=24, size=96)]
 
@@ -48,9 +47,8 @@ def test_int8_agrees_with_fp32(fp32_onnx, tiny_student, tiny_student_dir, refere
 
 
 def test_depthwise_weights_keep_all_8_bits(fp32_onnx, tiny_student, real_images):
+    from edgeret.compress.quantize import depthwise_weights
     from onnx import numpy_helper
-
-    from compress.quantize import depthwise_weights
 
     root, calibration = fp32_onnx["root"], tiny_student.preprocessor(real_images)
     depthwise = set(depthwise_weights(onnx.load(str(fp32_onnx["image"]))))

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeret.data.items import Corpus, CorpusItem
+from edgeret.distill.cache import CacheMismatchError, TeacherCache, build_cache, load_cache
+from edgeret.distill.teachers.base import Teacher
 from PIL import Image
-
-from distill.cache import CacheMismatchError, TeacherCache, build_cache, load_cache
-from distill.corpus import Corpus, CorpusItem
-from distill.teachers.base import Teacher
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = "Find an image that matches the given text."
@@ -272,7 +271,7 @@ def test_load_cache_checks(clean: TeacherCache, tmp_path: Path) -> None:
 
 
 def test_reading_does_not_import_torch(clean: TeacherCache) -> None:
-    code = ("import sys; from distill.cache import load_cache; c = load_cache(sys.argv[1]); "
+    code = ("import sys; from edgeret.distill.cache import load_cache; c = load_cache(sys.argv[1]); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(len(c), c.rows(['q:1']).shape)")
     out = subprocess.run([sys.executable, "-c", code, str(clean.path)], cwd=REPO, capture_output=True,
                          text=True, timeout=60)

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from distill.teachers.gme import (
+from edgeret.distill.teachers.gme import (
     DEFAULT_INSTRUCTION,
     GmeTeacher,
     _model_name,
@@ -22,6 +20,8 @@ from distill.teachers.gme import (
     last_token_pool,
     sequential_positions,
 )
+from PIL import Image
+
 from tests.distill.tiny_qwen2vl import TINY_HIDDEN, build_tiny_qwen2vl
 
 TOL = 1e-5

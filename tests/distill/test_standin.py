@@ -2,12 +2,11 @@ import json
 
 import numpy as np
 import pytest
-
-from bench.datasets.openmoji import emojis
-from bench.datasets.render import render_emoji
-from bench.datasets.wordnet import wordnet_eval
-from bench.evaluate import evaluate_encoder
-from distill.teachers.standin import StandinTeacher, minilm_path
+from edgeret.data.openmoji import emojis
+from edgeret.data.render import render_emoji
+from edgeret.data.scoring import evaluate_encoder
+from edgeret.data.wordnet import wordnet_eval
+from edgeret.distill.teachers.standin import StandinTeacher, minilm_path
 
 
 def test_text_tower_matches_sentence_transformers(standin):
@@ -33,7 +32,7 @@ def test_image_embeddings_are_normalised_and_batch_independent(standin):
 
 
 def test_image_features_are_remembered_by_content(standin, monkeypatch):
-    import distill.teachers.standin as module
+    import edgeret.distill.teachers.standin as module
 
     images = [render_emoji(e.text, 224) for e in emojis("val")[:3]]
     images.append(images[0].copy())  # same pixels, another object

@@ -1,12 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from transformers import BertModel
-
-from bench.datasets.render import render_emoji
-from distill.models.efficientnet_lite import load_lite0
-from distill.models.image_tower import lite0_stages
-from distill.student import (
+from edgeret.data.render import render_emoji
+from edgeret.distill.models.efficientnet_lite import load_lite0
+from edgeret.distill.models.image_tower import lite0_stages
+from edgeret.distill.student import (
     ImageConfig,
     StudentConfig,
     TextConfig,
@@ -14,7 +12,8 @@ from distill.student import (
     load_student,
     save_student,
 )
-from distill.teachers.standin import mean_pool, minilm_path
+from edgeret.distill.teachers.standin import mean_pool, minilm_path
+from transformers import BertModel
 
 TEXTS = ["grinning face", "flag: France", "draw air into, and expel out of, the lungs", "a small round fruit"]
 
@@ -83,7 +82,7 @@ def test_image_inheritance_reproduces_lite0(full_student):
 
 
 def test_narrow_student_inherits_selected_weights(small_student):
-    from distill.models.text_tower import HEAD_DIM, select_by_magnitude
+    from edgeret.distill.models.text_tower import HEAD_DIM, select_by_magnitude
 
     bert = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False)
     sel = select_by_magnitude(bert, [5], hidden=128, intermediate=256)
@@ -146,7 +145,7 @@ def test_frozen_prefix_gets_no_gradient_and_stays_in_eval(small_student):
 
 
 def test_cost_helpers_count_params_and_flops(small_student):
-    from distill.cost import count_flops, count_params, tower_costs
+    from edgeret.distill.flops import count_flops, count_params, tower_costs
 
     linear = torch.nn.Linear(4, 3)
     assert count_params(linear) == 15
@@ -157,7 +156,7 @@ def test_cost_helpers_count_params_and_flops(small_student):
 
 
 def test_length_sorted_text_encoding_matches_the_padded_batch(small_student):
-    from distill.trainer import encode_by_length
+    from edgeret.distill.loop import encode_by_length
 
     texts = ["a", "grinning face with big eyes", "flag: France", "draw air into, and expel out of, the lungs",
              "red apple", "a dog", "the national flag of a country in western europe with three stripes"] * 3

@@ -1,9 +1,8 @@
+from edgeret.data.openmoji import emojis
+from edgeret.data.wordnet import synsets
+from edgeret.distill.teachers.standin import minilm_path
+from edgeret.distill.vocab import configure_for_inference, load_tokenizer, prune_tokenizer
 from tokenizers import Tokenizer
-
-from bench.datasets.openmoji import emojis
-from bench.datasets.wordnet import synsets
-from distill.teachers.standin import minilm_path
-from distill.vocab import configure_for_inference, load_tokenizer, prune_tokenizer
 
 
 def _texts():

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
+from edgeret.data.corpora import build_corpus
+from edgeret.distill.cache import build_cache
+from edgeret.distill.student import load_student
+from edgeret.distill.train import load_preset, main, student_config
 
-from distill.cache import build_cache
-from distill.corpora import build_corpus
-from distill.student import load_student
-from distill.train import load_preset, main, student_config
 from tests.distill.fake_teacher import FakeTeacher
 
 
@@ -53,9 +53,9 @@ def test_tiny_preset_trains_end_to_end_and_resumes_after_an_interruption(caches,
 
 
 def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
-    from bench.datasets.wordnet import wordnet_eval
-    from distill.cache import load_cache
-    from distill.evaluation import evaluate_sets
+    from edgeret.data.wordnet import wordnet_eval
+    from edgeret.distill.cache import load_cache
+    from edgeret.distill.held_out import evaluate_sets
 
     main(_args(caches, tmp_path / "e", "--set", "train.epochs=1"))
     student = load_student(tmp_path / "e")
@@ -69,7 +69,7 @@ def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
     rows = evaluate_sets(student, [evalset], [cache], memo=memo)
     rows += evaluate_sets(student, [evalset], [cache], dim=32, memo=memo)
     # the 32-d row reuses the full-dim pass: same scores as the student embedding at dim=32 itself
-    from bench.evaluate import score_evalset
+    from edgeret.data.scoring import score_evalset
 
     q32 = student.embed_texts([q.text for q in evalset.queries], dim=32)
     c32 = student.embed_texts([c.text for c in evalset.corpus], dim=32)

@@ -19,7 +19,7 @@ def bundle(tmp_path) -> Path:
 
 @pytest.fixture
 def retriever(bundle):
-    from runtime.retriever import Retriever
+    from edgeret.runtime.retriever import Retriever
 
     return Retriever.open(bundle, threads=1)
 

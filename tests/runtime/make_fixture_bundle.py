@@ -27,9 +27,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from compress.ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config  # noqa: E402
-from runtime.bundle import write_manifest  # noqa: E402
-from runtime.preprocess import ImagePreprocessor  # noqa: E402
+from edgeret.compress.ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config  # noqa: E402
+from edgeret.runtime.bundle import write_manifest  # noqa: E402
+from edgeret.runtime.preprocess import ImagePreprocessor  # noqa: E402
 
 DIM, HIDDEN, IMAGE_SIZE, MAX_LENGTH, OPSET = 32, 48, 32, 16, 17
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -5,10 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
-
-from runtime.bundle import BUNDLE_FORMAT, FORMAT_VERSION, load_manifest, write_manifest
-from runtime.errors import BundleError
-from runtime.retriever import Retriever
+from edgeret.runtime.bundle import BUNDLE_FORMAT, FORMAT_VERSION, load_manifest, write_manifest
+from edgeret.runtime.errors import BundleError
+from edgeret.runtime.retriever import Retriever
 
 from .conftest import FIXTURE_BUNDLE
 

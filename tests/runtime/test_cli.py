@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from runtime.cli import main
+from edgeret.cli.main import main
 
 
 def _search(capsys, *args):

@@ -3,9 +3,8 @@
 import threading
 
 import numpy as np
-
-from runtime.index import VectorIndex
-from runtime.retriever import Retriever
+from edgeret.runtime.index import VectorIndex
+from edgeret.runtime.retriever import Retriever
 
 from .conftest import random_unit
 

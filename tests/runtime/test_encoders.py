@@ -6,12 +6,11 @@ import logging
 import numpy as np
 import onnxruntime as ort
 import pytest
+from edgeret.runtime.image import load_image, preprocess_images
+from edgeret.runtime.preprocess import ImagePreprocessor
+from edgeret.runtime.retriever import Retriever
+from edgeret.runtime.sessions import create_session
 from PIL import Image
-
-from runtime.image import load_image, preprocess_images
-from runtime.preprocess import ImagePreprocessor
-from runtime.retriever import Retriever
-from runtime.sessions import create_session
 
 from .conftest import FIXTURE_BUNDLE
 
@@ -65,7 +64,7 @@ def test_bad_texts_are_refused(ret, bad, error, match):
 @pytest.mark.arm64
 def test_long_text_is_truncated_with_a_warning(ret, caplog):
     long = "apple " * 500
-    with caplog.at_level(logging.WARNING, logger="runtime.text"):
+    with caplog.at_level(logging.WARNING, logger="edgeret.runtime.text"):
         emb = ret.embed_texts(["short", long])
     assert "truncated" in caplog.text and "max_length=16" in caplog.text
     assert np.allclose(emb[1], ret.embed_texts(["apple " * 14]), atol=1e-5)  # 14 words + [CLS] [SEP] = 16

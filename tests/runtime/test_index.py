@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from runtime.errors import UnknownIdError
-from runtime.index import VectorIndex
-from runtime.persist import read_saved_index
+from edgeret.runtime.errors import UnknownIdError
+from edgeret.runtime.index import VectorIndex
+from edgeret.runtime.persist import read_saved_index
 
 from .conftest import random_unit
 
@@ -227,7 +226,7 @@ def test_ef_search_is_validated():
 def test_hnsw_file_of_another_dim_is_refused(tmp_path):
     import shutil
 
-    from runtime.errors import BundleError
+    from edgeret.runtime.errors import BundleError
 
     VectorIndex(16).save(tmp_path / "small")
     big = _index(5).save(tmp_path / "big")

@@ -7,24 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import runtime
-from runtime.errors import BundleError
-from runtime.retriever import Retriever
+from edgeret.runtime.errors import BundleError
+from edgeret.runtime.retriever import Retriever
 
 TEXT_ONLY_START = r"""
 import sys
-from runtime.retriever import Retriever
+from edgeret.runtime.retriever import Retriever
 
 r = Retriever.open(sys.argv[1], threads=1)
 r.add_texts(["a", "b"], ["red apple", "blue car"])
 assert r.search(text="red apple", k=1)[0].id == "a"
-print("PIL" if "PIL" in sys.modules or "runtime.image" in sys.modules else "NO-PIL")
+print("PIL" if "PIL" in sys.modules or "edgeret.runtime.image" in sys.modules else "NO-PIL")
 """
 
 
 def test_text_search_does_not_load_the_image_tower(bundle):
-    env = {**os.environ, "PYTHONPATH": str(Path(runtime.__file__).resolve().parents[1])}
+    env = dict(os.environ)  # the child imports the installed edgeret
     out = subprocess.run([sys.executable, "-c", TEXT_ONLY_START, str(bundle)], capture_output=True, text=True,
                          env=env)
     assert out.returncode == 0, out.stderr

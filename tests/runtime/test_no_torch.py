@@ -3,9 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-import runtime
 
 CODE = r"""
 import sys
@@ -21,8 +18,8 @@ class _NoTorch:  # records (and refuses) any attempt, even one a library would s
 sys.meta_path.insert(0, _NoTorch())
 import numpy as np
 from PIL import Image
-from runtime.retriever import Retriever
-from runtime.cli import main
+from edgeret.runtime.retriever import Retriever
+from edgeret.cli.main import main
 
 r = Retriever.open(sys.argv[1], threads=1)
 r.add_texts(["a", "b"], ["red apple", "blue car"], metadata=[{"k": 1}, {"k": 2}])
@@ -37,7 +34,7 @@ print("TORCH" if imported or attempts else "NO-TORCH")
 
 
 def test_runtime_search_never_imports_torch(bundle):
-    env = {**os.environ, "PYTHONPATH": str(Path(runtime.__file__).resolve().parents[1])}
+    env = dict(os.environ)  # the child imports the installed edgeret
     out = subprocess.run([sys.executable, "-c", CODE, str(bundle)], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO-TORCH")

@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-
-from runtime.bundle import load_manifest, model_files
-from runtime.errors import BundleError
-from runtime.retriever import Retriever
+from edgeret.runtime.bundle import load_manifest, model_files
+from edgeret.runtime.errors import BundleError
+from edgeret.runtime.retriever import Retriever
 
 from .conftest import FIXTURE_BUNDLE
 

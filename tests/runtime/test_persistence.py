@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-import runtime
-from runtime.retriever import Retriever
+from edgeret.runtime.retriever import Retriever
 
 from .conftest import random_unit
 
@@ -21,8 +19,8 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 CHILD = r"""
 import sys, time
 import numpy as np
-import runtime.persist as persist
-from runtime.retriever import Retriever
+import edgeret.runtime.persist as persist
+from edgeret.runtime.retriever import Retriever
 
 bundle, phase = sys.argv[1], sys.argv[2]
 r = Retriever.open(bundle, threads=1)
@@ -51,7 +49,7 @@ while True:
 
 def _run_and_kill(bundle: Path, phase: str, saves_before_kill: int = 0) -> list[str]:
     """Start the child, SIGKILL it when it blocks (or mid-way through its save loop); return its output."""
-    env = {**os.environ, "PYTHONPATH": str(Path(runtime.__file__).resolve().parents[1])}
+    env = dict(os.environ)  # the child imports the installed edgeret
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(bundle), phase], stdout=subprocess.PIPE, text=True,
                             env=env)
     watchdog = threading.Timer(60, proc.kill)

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
+from edgeret.runtime.preprocess import ImagePreprocessor
 from PIL import Image
-
-from runtime.preprocess import ImagePreprocessor
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from edgeret.runtime.bundle import load_manifest
+from edgeret.runtime.errors import BundleError, UnknownIdError
+from edgeret.runtime.retriever import Retriever
 from PIL import Image
-
-from runtime.bundle import load_manifest
-from runtime.errors import BundleError, UnknownIdError
-from runtime.retriever import Retriever
 
 TEXTS = {"t-apple": "red apple", "t-car": "blue car", "t-dog": "a big dog", "t-sun": "the sun and the moon"}
 COLOURS = {"i-red": (255, 0, 0), "i-blue": (0, 0, 255), "i-green": (0, 200, 0)}

@@ -1,0 +1,95 @@
+"""Params, FLOPs and single-thread latency of the student's towers beside the stand-in teacher's.
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, 2 per
+multiply-add), for one 16-token query and one image at each tower's own resolution.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+QUERY_TOKENS = 16
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def count_flops(fn: Callable[[], object]) -> int:
+    """Total FLOPs of one call of ``fn``."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def latency_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, threads: int = 1) -> float:
+    """Median wall time of ``fn`` in milliseconds at ``threads`` torch threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(old)
+    return statistics.median(times)
+
+
+def _text_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1, vocab, (1, QUERY_TOKENS))
+    return ids, torch.ones_like(ids)
+
+
+def tower_costs(model, repeats: int = 20) -> dict[str, dict]:
+    """Params, FLOPs and 1-thread latency of the student's text and image towers (eval mode)."""
+    model.eval()
+    ids, mask = _text_inputs(model.config.text.vocab_size)
+    size = model.config.image.image_size
+    pixels = torch.randn(1, 3, size, size)
+    return {
+        "text": _cost(model.text, lambda: model.text(ids, mask), repeats, f"{QUERY_TOKENS} tokens"),
+        "image": _cost(model.image, lambda: model.image(pixels), repeats, f"{size} px"),
+    }
+
+
+def teacher_costs(repeats: int = 20) -> dict[str, dict]:
+    """The same numbers for MiniLM-L6 (16 tokens) and EfficientNet-Lite0 at 224 px."""
+    from edgeret.distill.models.efficientnet_lite import load_lite0
+    from edgeret.distill.teachers.standin import minilm_path
+    from transformers import BertModel
+
+    bert = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
+    lite0 = load_lite0().eval()
+    ids, mask = _text_inputs(bert.config.vocab_size)
+    pixels = torch.randn(1, 3, 224, 224)
+    return {
+        "text": _cost(bert, lambda: bert(input_ids=ids, attention_mask=mask), repeats, f"{QUERY_TOKENS} tokens"),
+        "image": _cost(lite0, lambda: lite0(pixels), repeats, "224 px"),
+    }
+
+
+def _cost(module: nn.Module, fn: Callable[[], object], repeats: int, inputs: str) -> dict:
+    return {"params": count_params(module), "flops": count_flops(fn),
+            "latency_ms_1t": round(latency_ms(fn, repeats), 3), "input": inputs}
+
+
+def compare(model, repeats: int = 20) -> dict[str, dict]:
+    """Student vs teacher per tower, with the FLOPs ratio (teacher / student)."""
+    student, teacher = tower_costs(model, repeats), teacher_costs(repeats)
+    return {
+        tower: {"student": student[tower], "teacher": teacher[tower],
+                "flops_reduction": round(teacher[tower]["flops"] / student[tower]["flops"], 2)}
+        for tower in ("text", "image")
+    }

@@ -1,0 +1,159 @@
+"""Training data for distillation, read from teacher caches only (the teacher never runs here).
+
+Pairs come from the TRAIN split only: clean and augmented renders of train emoji ('img:', 'aug:') with
+their captions ('cap:'), and glosses/lemmas of train synsets. Images are re-rendered once from the
+corpus (exactly the pixels the teacher saw), resized to the student's resolution and kept as a uint8
+array, cached as ``.npy`` so later runs and resumptions skip rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from edgeret.data.corpora import build_corpus
+from edgeret.data.items import Corpus
+from edgeret.runtime.preprocess import ImagePreprocessor
+from tqdm.auto import tqdm
+
+from .cache import TeacherCache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """Everything a training step samples from; rows align with the teacher embedding arrays."""
+
+    image_ids: list[str] = field(default_factory=list)
+    image_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # emoji index per image
+    image_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    pixels: np.ndarray | None = None  # (N, S, S, 3) uint8 at the student's resolution
+    captions: list[list[str]] = field(default_factory=list)  # caption texts per emoji index
+    caption_teacher: list[np.ndarray] = field(default_factory=list)  # (n_captions, D) per emoji index
+    glosses: list[str] = field(default_factory=list)
+    lemmas: list[str] = field(default_factory=list)
+    gloss_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    lemma_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def texts(self) -> list[str]:
+        """Every training text (for the vocabulary)."""
+        return [c for caps in self.captions for c in caps] + self.glosses + self.lemmas
+
+
+def corpus_for_cache(cache: TeacherCache) -> Corpus:
+    """Rebuild the corpus a cache was made from (checked by its id hash), for texts and renders."""
+    ident = cache.meta["corpus"]
+    meta = ident.get("meta", {})
+    kwargs = {"limit": meta.get("limit")}
+    if ident["name"] == "openmoji":
+        kwargs.update(augment_copies=meta.get("augment_copies", 4), seed=meta.get("augment_seed", 0))
+    elif meta.get("max_train") is not None:  # a seeded sample of the train synsets
+        kwargs.update(max_train=meta["max_train"], seed=meta.get("sample_seed", 0))
+    corpus = build_corpus(ident["name"], **kwargs)
+    if corpus.ids_sha256() != ident["ids_sha256"]:
+        raise ValueError(f"the teacher cache at {cache.path} was built from a different {ident['name']} corpus; "
+                         "rebuild it with this version of the data")
+    return corpus
+
+
+def _emoji_of(item_id: str) -> str:
+    return item_id.split(":")[1]
+
+
+def openmoji_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> dict[str, object]:
+    """Fill the image/caption fields of ``data`` from the train emoji; returns id -> corpus item."""
+    from edgeret.data.openmoji import emojis
+
+    train = {e.id for e in emojis("train")}
+    by_id = {item.id: item for item in corpus.items}
+    caption_ids: dict[str, list[str]] = {}
+    for item in corpus.items:
+        if item.id.startswith("cap:") and _emoji_of(item.id) in train:
+            caption_ids.setdefault(_emoji_of(item.id), []).append(item.id)
+    order = sorted(caption_ids)
+    label = {emoji: i for i, emoji in enumerate(order)}
+    data.image_ids = [i.id for i in corpus.items
+                      if i.kind == "image" and _emoji_of(i.id) in label and i.id.split(":")[0] in ("img", "aug")]
+    data.image_labels = np.array([label[_emoji_of(i)] for i in data.image_ids], dtype=np.int64)
+    data.image_teacher = cache.rows(data.image_ids)
+    data.captions = [[by_id[c].text for c in caption_ids[e]] for e in order]
+    data.caption_teacher = [cache.rows(caption_ids[e]) for e in order]
+    logger.info("openmoji: %d train images of %d emoji, %d captions", len(data.image_ids), len(order),
+                sum(map(len, data.captions)))
+    return by_id
+
+
+def wordnet_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> None:
+    """Fill the gloss/lemma fields of ``data`` from the train synsets present in the cache."""
+    from edgeret.data.wordnet import synsets
+
+    by_id = {item.id: item for item in corpus.items}
+    keys = [s.key for s in synsets("train") if f"gloss:{s.key}" in by_id and f"lemma:{s.key}" in by_id]
+    data.glosses = [by_id[f"gloss:{k}"].text for k in keys]
+    data.lemmas = [by_id[f"lemma:{k}"].text for k in keys]
+    data.gloss_teacher = cache.rows([f"gloss:{k}" for k in keys])
+    data.lemma_teacher = cache.rows([f"lemma:{k}" for k in keys])
+    logger.info("wordnet: %d train synsets", len(keys))
+
+
+def render_pixels(items: list, preprocessor: ImagePreprocessor, progress: bool = True) -> np.ndarray:
+    """Render corpus image items and resize/crop them to the student's size: (N, S, S, 3) uint8."""
+    size = preprocessor.size
+    out = np.empty((len(items), size, size, 3), dtype=np.uint8)
+    for row, item in enumerate(tqdm(items, desc="rendering train images", disable=not progress, unit="img")):
+        out[row] = np.asarray(preprocessor.resize_crop(item.load()), dtype=np.uint8)
+    return out
+
+
+def cached_pixels(
+    items: list, preprocessor: ImagePreprocessor, cache_dir: Path | None, progress: bool = True
+) -> np.ndarray:
+    """:func:`render_pixels`, memoised as ``pixels-<hash>.npy`` in ``cache_dir`` (None = no memo)."""
+    if cache_dir is None:
+        return render_pixels(items, preprocessor, progress)
+    key = hashlib.sha256(json.dumps([[i.id for i in items], preprocessor.to_dict()]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"pixels-{key}.npy"
+    if path.is_file():
+        logger.info("reusing pre-rendered train images %s", path)
+        return np.load(path)
+    pixels = render_pixels(items, preprocessor, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, pixels)
+    tmp.replace(path)
+    return pixels
+
+
+def load_train_data(
+    openmoji: TeacherCache | None,
+    wordnet: TeacherCache | None,
+    preprocessor: ImagePreprocessor,
+    pixel_cache_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainData:
+    """Training pairs of the train split from the given caches (either may be None, not both)."""
+    if openmoji is None and wordnet is None:
+        raise ValueError("need at least one teacher cache (openmoji or wordnet)")
+    caches = [c for c in (openmoji, wordnet) if c is not None]
+    if len({c.dim for c in caches}) != 1:
+        raise ValueError(f"teacher caches disagree on dim: {[c.dim for c in caches]}")
+    data = TrainData()
+    if openmoji is not None:
+        by_id = openmoji_pairs(openmoji, corpus_for_cache(openmoji), data)
+        items = [by_id[i] for i in data.image_ids]
+        data.pixels = cached_pixels(items, preprocessor, pixel_cache_dir, progress)
+    if wordnet is not None:
+        wordnet_pairs(wordnet, corpus_for_cache(wordnet), data)
+    return data
+
+
+def normalise_pixels(pixels: np.ndarray, preprocessor: ImagePreprocessor) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW normalised exactly as ``ImagePreprocessor.__call__`` does."""
+    mean = np.asarray(preprocessor.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(preprocessor.std, dtype=np.float32)[:, None, None]
+    return (pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std

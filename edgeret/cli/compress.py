@@ -1,0 +1,80 @@
+"""``edgeret compress``: student checkpoint -> on-device bundle.
+
+    edgeret compress artifacts/student --quant int8 --out artifacts/bundles/int8
+    edgeret compress artifacts/student --prune 0.3 --quant int8 --out artifacts/bundles/p30-int8 \\
+        --openmoji-cache artifacts/cache/standin-minilm-l6+effnet-lite0--openmoji \\
+        --wordnet-cache artifacts/cache/standin-minilm-l6+effnet-lite0--wordnet
+
+Pruning recovers by distillation when teacher caches are given (otherwise it only prunes). The report
+(params, FLOPs, parity, latency, bytes, agreement with fp32) is written to ``BUNDLE/compress_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from edgeret.compress.bundle import QUANT_MODES, CompressOptions, build_bundle
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeret compress", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="student checkpoint folder (distill's output)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced)")
+    parser.add_argument("--prune", type=float, default=0.0, help="fraction of heads/FFN neurons/channels to remove")
+    parser.add_argument("--prune-score", choices=("magnitude", "taylor"), default="magnitude")
+    parser.add_argument("--quant", choices=QUANT_MODES, default="fp32")
+    parser.add_argument("--block-size", type=int, default=32, help="INT4 block size")
+    parser.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel INT8 weights")
+    parser.add_argument("--no-optimize", action="store_true", help="skip offline graph optimisation")
+    parser.add_argument("--openmoji-cache", help="teacher cache for recovery distillation ('none' to skip)")
+    parser.add_argument("--wordnet-cache", help="teacher cache for recovery distillation ('none' to skip)")
+    parser.add_argument("--recovery-epochs", type=int, default=1)
+    parser.add_argument("--recovery-steps", type=int, help="stop recovery after this many steps")
+    parser.add_argument("--agreement-sets", default=",".join(CompressOptions().agreement_sets),
+                        help="comma-separated bench eval sets for agreement with fp32")
+    parser.add_argument("--agreement-sample", type=int, help="queries per agreement set (default: all)")
+    parser.add_argument("--no-agreement", action="store_true", help="skip the agreement evaluation")
+    parser.add_argument("--keep-work", action="store_true", help="keep intermediate ONNX files")
+    parser.add_argument("--embedding-cold-share", type=float, default=CompressOptions().embedding_cold_share,
+                        help="INT8: share of the vocabulary (rarest tokens in the training texts) whose embedding "
+                             "rows are stored at 4 bits (0: all at 8 bits)")
+    parser.add_argument("--ort", action="store_true",
+                        help="also write ORT-format models (.ort) and required_operators.config for onnxruntime mobile")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> CompressOptions:
+    recovery = {"epochs": args.recovery_epochs}
+    if args.recovery_steps is not None:
+        recovery["max_steps"] = args.recovery_steps
+    return CompressOptions(
+        prune=args.prune, quant=args.quant, prune_score=args.prune_score, block_size=args.block_size,
+        per_channel=not args.per_tensor, optimize=not args.no_optimize,
+        agreement_sets=tuple(s for s in args.agreement_sets.split(",") if s),
+        agreement_sample=args.agreement_sample, check_agreement=not args.no_agreement,
+        openmoji_cache=args.openmoji_cache, wordnet_cache=args.wordnet_cache, recovery=recovery,
+        keep_work=args.keep_work, ort=args.ort, embedding_cold_share=args.embedding_cold_share,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run ``edgeret compress``; returns the report (also in ``OUT/compress_report.json``)."""
+    args = build_parser().parse_args(argv)
+    report = build_bundle(args.checkpoint, args.out, options_from_args(args))
+    summary = {"bundle": str(args.out), "bytes": report["bundle_bytes"], "latency_ms_1t": report["latency_ms_1t"]}
+    if "agreement" in report:
+        summary["agreement"] = {r["set"]: {k: round(r[k], 4) for k in ("recall@10", "reference_recall@10",
+                                                                        "top10_overlap", "mean_cosine")}
+                                for r in report["agreement"]}
+    logger.info("compress done: %s", json.dumps(summary))
+    return report
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main()
