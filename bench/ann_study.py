@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
 
 from .ann_vectors import (

@@ -24,8 +24,9 @@ class PeerSentenceTransformer:
     has_images = False
 
     def __init__(self) -> None:
-        from edgeret.distill.teachers.standin import minilm_path
         from sentence_transformers import SentenceTransformer
+
+        from edgeret.distill.teachers.standin import minilm_path
 
         self.model = SentenceTransformer(str(minilm_path()), device="cpu")
 

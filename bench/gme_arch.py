@@ -108,8 +108,9 @@ def text_inputs(config: Any, query_tokens: int = 16, seed: int = 0) -> dict[str,
 def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int = 1280, seed: int = 0) -> dict:
     """One image document as GME prepares it: fetch resize, Qwen2-VL smart resize and patches, template ids."""
     import torch
-    from edgeret.distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize
     from transformers import Qwen2VLImageProcessor
+
+    from edgeret.distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize
 
     merge = int(config.vision_config.spatial_merge_size)
     patch = int(config.vision_config.patch_size)
@@ -129,6 +130,7 @@ def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int
 def embed(model: Any, inputs: dict[str, Any]) -> Any:
     """GME's embedding of one prepared batch (as ``GmeTeacher._encode``): un-normalised (B, hidden)."""
     import torch
+
     from edgeret.distill.teachers.gme import last_token_pool, sequential_positions
 
     with torch.inference_mode():

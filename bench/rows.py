@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import embed_items, score_evalset
 

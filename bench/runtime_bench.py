@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
 
 logger = logging.getLogger(__name__)

@@ -35,8 +35,9 @@ def _modules(teacher: Any) -> tuple[Any, Any]:
     import copy
 
     import torch
-    from edgeret.distill.teachers.standin import mean_pool
     from torch import nn
+
+    from edgeret.distill.teachers.standin import mean_pool
 
     class TeacherText(nn.Module):
         def __init__(self, bert: nn.Module) -> None:

@@ -54,8 +54,9 @@ class SplitReport:
 def token_counts(tokenizer: Any, texts: Iterable[str]) -> np.ndarray:
     """Occurrences of every token id in ``texts`` (:func:`distill.vocab.token_counts`); ``tokenizer`` is a
     ``tokenizers.Tokenizer`` (left unchanged) or the path of a ``tokenizer.json``."""
-    from edgeret.distill.vocab import token_counts as count
     from tokenizers import Tokenizer
+
+    from edgeret.distill.vocab import token_counts as count
 
     return count(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer)), texts)
 

@@ -60,6 +60,7 @@ def write_operator_config(ort_paths: Iterable[str | Path], config_path: str | Pa
 def ort_parity(onnx_path: str | Path, ort_path: str | Path, feeds: dict) -> dict[str, float]:
     """Outputs of the ``.ort`` against the ``.onnx`` on the same inputs: max abs diff and min cosine."""
     import numpy as np
+
     from edgeret.runtime.sessions import create_session
 
     outs = [create_session(path, threads=1).run(None, feeds)[0] for path in (onnx_path, ort_path)]

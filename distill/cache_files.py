@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
 from edgeret.data.items import ids_sha256  # noqa: F401  (re-exported)
 from edgeret.data.results import now_iso  # noqa: F401  (re-exported)
 from edgeret.runtime.versions import package_versions as versions

@@ -66,9 +66,10 @@ def tower_costs(model, repeats: int = 20) -> dict[str, dict]:
 
 def teacher_costs(repeats: int = 20) -> dict[str, dict]:
     """The same numbers for MiniLM-L6 (16 tokens) and EfficientNet-Lite0 at 224 px."""
+    from transformers import BertModel
+
     from edgeret.distill.models.efficientnet_lite import load_lite0
     from edgeret.distill.teachers.standin import minilm_path
-    from transformers import BertModel
 
     bert = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
     lite0 = load_lite0().eval()

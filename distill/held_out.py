@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
+
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import embed_items, score_evalset
 

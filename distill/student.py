@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edgeret.distill.models.image_tower import ImageTower, inherit_image_tower, lite0_stages
-from edgeret.distill.models.text_tower import TextTower, bert_config, inherit_text_tower
-from edgeret.runtime.preprocess import ImagePreprocessor
-from edgeret.runtime.versions import edgeret_version
 from PIL import Image
 from tokenizers import Tokenizer
 from torch import nn
 from tqdm.auto import tqdm
+
+from edgeret.distill.models.image_tower import ImageTower, inherit_image_tower, lite0_stages
+from edgeret.distill.models.text_tower import TextTower, bert_config, inherit_text_tower
+from edgeret.runtime.preprocess import ImagePreprocessor
+from edgeret.runtime.versions import edgeret_version
 
 from .vocab import configure_for_inference, load_tokenizer, prune_tokenizer
 

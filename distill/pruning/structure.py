@@ -154,10 +154,11 @@ def load_checkpoint(path: str | Path):
 
     Same files and checks as :func:`distill.student.load_student`.
     """
+    from safetensors.torch import load_file
+
     from edgeret.distill.student import DualEncoder
     from edgeret.distill.vocab import load_tokenizer
     from edgeret.runtime.preprocess import ImagePreprocessor
-    from safetensors.torch import load_file
 
     path = Path(path)
     missing = [n for n in ("model.safetensors", "config.json", "tokenizer.json", "preprocessor.json")

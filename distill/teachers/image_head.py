@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from edgeret.data.augment import augmented_render
 from edgeret.data.openmoji import Emoji, emojis
 from edgeret.data.render import render_emoji

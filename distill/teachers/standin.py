@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+
 from edgeret.distill.models.efficientnet_lite import load_lite0
 from edgeret.runtime.preprocess import ImagePreprocessor
-from PIL import Image
 
 from .base import Teacher, iter_batches
 

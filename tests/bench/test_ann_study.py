@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from edgeret.bench.ann_study import main
 from edgeret.bench.ann_vectors import collection, exact_topk, random_centres, recall_at_k, split_queries, synthetic
 

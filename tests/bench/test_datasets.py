@@ -3,6 +3,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from edgeret.data.augment import augmented_items, augmented_render
 from edgeret.data.catalog import EVAL_SETS, load_eval
 from edgeret.data.openmoji import emoji_id, emojis, load_emojis

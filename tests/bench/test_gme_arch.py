@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from edgeret.bench.gme_arch import (
     GME2B_PARAMS,
     build_random,
@@ -14,8 +16,6 @@ from edgeret.bench.gme_arch import (
     measure,
     text_inputs,
 )
-from PIL import Image
-
 from tests.distill.tiny_qwen2vl import build_tiny_qwen2vl, build_tiny_tokenizer, tiny_config
 
 

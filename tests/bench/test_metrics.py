@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from edgeret.data.metrics import rank_corpus, retrieval_metrics, topk_overlap
 
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from edgeret.bench.runtime_bench import index_vectors, main
 
 FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeret.bench.compare import build_parser, write_results
 from edgeret.bench.rows import COLUMNS, METRICS, accuracy_rows, complete, gme_rows, truncated, with_cost
 from edgeret.bench.tables import latency_ratios, overview

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from edgeret.bench.teacher_onnx import INFO_FILE, build_teacher_bundle, cached_info, cosine_parity
 from PIL import Image
 
+from edgeret.bench.teacher_onnx import INFO_FILE, build_teacher_bundle, cached_info, cosine_parity
 from tests.bench.tiny_standin import TINY_DIM, tiny_standin
 
 TEXTS = ["a red apple", "the quick brown fox jumps over the lazy dog", "cat", "a smiling face with heart eyes",

@@ -10,9 +10,10 @@ import hashlib
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from edgeret.distill.teachers.standin import StandinTeacher, minilm_path
 from edgeret.runtime.preprocess import ImagePreprocessor
-from torch import nn
 
 TINY_DIM = 24
 

@@ -1,6 +1,7 @@
 import logging
 
 import pytest
+
 from edgeret.distill.models.image_tower import lite0_stages
 from edgeret.distill.student import ImageConfig, StudentConfig, TextConfig, build_student, save_student
 

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
+
+from edgeret.cli.compress import main
 from edgeret.compress.bundle import CompressOptions, build_bundle
 from edgeret.runtime.bundle import load_manifest
 from edgeret.runtime.retriever import Retriever
-
-from edgeret.cli.compress import main
 
 TEXTS = ["red apple", "flag: France", "a dog running on the beach", "to breathe in", "grinning face with big eyes"]
 
@@ -16,7 +16,6 @@ def caches(tmp_path_factory):
     """Tiny openmoji and wordnet teacher caches from distill's cheap fake teacher (dim 64 like the student)."""
     from edgeret.data.corpora import build_corpus
     from edgeret.distill.cache import build_cache
-
     from tests.distill.fake_teacher import FakeTeacher
 
     root = tmp_path_factory.mktemp("caches")

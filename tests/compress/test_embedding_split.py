@@ -4,6 +4,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from edgeret.compress.agreement import OnnxEncoder, agreement
 from edgeret.compress.embedding_split import (
     dequantize_blocks,
@@ -14,7 +16,6 @@ from edgeret.compress.embedding_split import (
     training_texts,
 )
 from edgeret.compress.quantize import quantize_text_int8
-from onnx import TensorProto, helper, numpy_helper
 
 VOCAB, DIM = 40, 64
 

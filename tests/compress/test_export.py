@@ -2,6 +2,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from edgeret.compress.export import ParityError, compare, export_text, image_parity, text_parity
 
 

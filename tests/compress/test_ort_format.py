@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from edgeret.compress.ort_format import MARKERS, main, operator_markdown, read_operator_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"

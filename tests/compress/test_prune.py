@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from edgeret.compress.export import export_text, text_parity
 from edgeret.distill.flops import count_params
 from edgeret.distill.pruning.importance import magnitude_scores, taylor_scores

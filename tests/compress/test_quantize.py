@@ -2,6 +2,7 @@
 
 import onnx
 import pytest
+
 from edgeret.compress.agreement import OnnxEncoder, agreement
 from edgeret.compress.optimize import latency_ms
 from edgeret.compress.quantize import convert_fp16, quantize_image_int8, quantize_int4, quantize_text_int8
@@ -47,8 +48,9 @@ def test_int8_agrees_with_fp32(fp32_onnx, tiny_student, tiny_student_dir, refere
 
 
 def test_depthwise_weights_keep_all_8_bits(fp32_onnx, tiny_student, real_images):
-    from edgeret.compress.quantize import depthwise_weights
     from onnx import numpy_helper
+
+    from edgeret.compress.quantize import depthwise_weights
 
     root, calibration = fp32_onnx["root"], tiny_student.preprocessor(real_images)
     depthwise = set(depthwise_weights(onnx.load(str(fp32_onnx["image"]))))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from edgeret.distill.teachers.base import Teacher
 from PIL import Image
+
+from edgeret.distill.teachers.base import Teacher
 
 
 class FakeTeacher(Teacher):

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from edgeret.data.items import Corpus, CorpusItem
 from edgeret.distill.cache import CacheMismatchError, TeacherCache, build_cache, load_cache
 from edgeret.distill.teachers.base import Teacher
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = "Find an image that matches the given text."

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from edgeret.data.corpora import build_corpus
-from edgeret.data.wordnet import synsets
-from edgeret.distill.cache import CacheMismatchError, load_cache
 
 from edgeret.cli.main import main as edgeret
 from edgeret.cli.teacher_cache import main as teacher_cache
+from edgeret.data.corpora import build_corpus
+from edgeret.data.wordnet import synsets
+from edgeret.distill.cache import CacheMismatchError, load_cache
 from tests.distill.tiny_qwen2vl import build_tiny_qwen2vl
 
 

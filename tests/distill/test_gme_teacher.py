@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from edgeret.distill.teachers.gme import (
     DEFAULT_INSTRUCTION,
     GmeTeacher,
@@ -20,8 +22,6 @@ from edgeret.distill.teachers.gme import (
     last_token_pool,
     sequential_positions,
 )
-from PIL import Image
-
 from tests.distill.tiny_qwen2vl import TINY_HIDDEN, build_tiny_qwen2vl
 
 TOL = 1e-5

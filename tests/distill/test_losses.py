@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from edgeret.distill.losses import LossConfig, affinity_kl, contrastive_loss, cosine_loss, distill_loss
 
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from edgeret.data.openmoji import emojis
 from edgeret.data.render import render_emoji
 from edgeret.data.scoring import evaluate_encoder

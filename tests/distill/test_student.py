@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from transformers import BertModel
+
 from edgeret.data.render import render_emoji
 from edgeret.distill.models.efficientnet_lite import load_lite0
 from edgeret.distill.models.image_tower import lite0_stages
@@ -13,7 +15,6 @@ from edgeret.distill.student import (
     save_student,
 )
 from edgeret.distill.teachers.standin import mean_pool, minilm_path
-from transformers import BertModel
 
 TEXTS = ["grinning face", "flag: France", "draw air into, and expel out of, the lungs", "a small round fruit"]
 

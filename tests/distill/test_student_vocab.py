@@ -1,8 +1,9 @@
+from tokenizers import Tokenizer
+
 from edgeret.data.openmoji import emojis
 from edgeret.data.wordnet import synsets
 from edgeret.distill.teachers.standin import minilm_path
 from edgeret.distill.vocab import configure_for_inference, load_tokenizer, prune_tokenizer
-from tokenizers import Tokenizer
 
 
 def _texts():

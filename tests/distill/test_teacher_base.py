@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from edgeret.distill.teachers.base import Teacher, iter_batches, l2_normalize, to_rgb
 from PIL import Image
+
+from edgeret.distill.teachers.base import Teacher, iter_batches, l2_normalize, to_rgb
 
 
 class LengthTeacher(Teacher):

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
+
 from edgeret.data.corpora import build_corpus
 from edgeret.distill.cache import build_cache
 from edgeret.distill.student import load_student
 from edgeret.distill.train import load_preset, main, student_config
-
 from tests.distill.fake_teacher import FakeTeacher
 
 

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from edgeret.runtime.bundle import BUNDLE_FORMAT, FORMAT_VERSION, load_manifest, write_manifest
 from edgeret.runtime.errors import BundleError
 from edgeret.runtime.retriever import Retriever

@@ -3,6 +3,7 @@
 import threading
 
 import numpy as np
+
 from edgeret.runtime.index import VectorIndex
 from edgeret.runtime.retriever import Retriever
 

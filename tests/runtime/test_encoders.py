@@ -6,11 +6,12 @@ import logging
 import numpy as np
 import onnxruntime as ort
 import pytest
+from PIL import Image
+
 from edgeret.runtime.image import load_image, preprocess_images
 from edgeret.runtime.preprocess import ImagePreprocessor
 from edgeret.runtime.retriever import Retriever
 from edgeret.runtime.sessions import create_session
-from PIL import Image
 
 from .conftest import FIXTURE_BUNDLE
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from edgeret.runtime.errors import UnknownIdError
 from edgeret.runtime.index import VectorIndex
 from edgeret.runtime.persist import read_saved_index

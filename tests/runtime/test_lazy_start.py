@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeret.runtime.errors import BundleError
 from edgeret.runtime.retriever import Retriever
 

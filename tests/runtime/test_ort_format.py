@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from edgeret.runtime.bundle import load_manifest, model_files
 from edgeret.runtime.errors import BundleError
 from edgeret.runtime.retriever import Retriever

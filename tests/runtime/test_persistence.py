@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgeret.runtime.retriever import Retriever
 
 from .conftest import random_unit

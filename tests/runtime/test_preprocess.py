@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from edgeret.runtime.preprocess import ImagePreprocessor
 from PIL import Image
+
+from edgeret.runtime.preprocess import ImagePreprocessor
 
 
 @pytest.fixture

@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from edgeret.runtime.bundle import load_manifest
 from edgeret.runtime.errors import BundleError, UnknownIdError
 from edgeret.runtime.retriever import Retriever
-from PIL import Image
 
 TEXTS = {"t-apple": "red apple", "t-car": "blue car", "t-dog": "a big dog", "t-sun": "the sun and the moon"}
 COLOURS = {"i-red": (255, 0, 0), "i-blue": (0, 0, 255), "i-green": (0, 200, 0)}

@@ -53,6 +53,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     import numpy as np
+
     from edgeret.runtime.retriever import Retriever
 
     timings["import"] = round(time.perf_counter() - start, 3)
