@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.data.catalog import load_eval
+from edgeret.data.scoring import embed_items, score_evalset
+from edgeret.runtime.image import ImageEncoder
+from edgeret.runtime.sessions import create_session
+from edgeret.runtime.text import TextEncoder, load_tokenizer
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SETS = ("openmoji-test-t2i", "openmoji-test-i2t", "wordnet-test-t2t")
@@ -24,10 +30,6 @@ class OnnxEncoder:
 
     def __init__(self, text_path: str | Path | None, image_path: str | Path | None, tokenizer_path: str | Path,
                  preprocessor, max_length: int, dim: int, threads: int | None = 1):
-        from edgeret.runtime.image import ImageEncoder
-        from edgeret.runtime.sessions import create_session
-        from edgeret.runtime.text import TextEncoder, load_tokenizer
-
         self.text = self.image = None
         if text_path is not None:
             tokenizer, pad_id = load_tokenizer(tokenizer_path, max_length)
@@ -47,8 +49,6 @@ class OnnxEncoder:
 
 def load_sets(names: Sequence[str], size: int = 224, sample: int | None = None) -> list:
     """Eval sets by name (``bench.datasets.load_eval``), optionally restricted to ``sample`` queries."""
-    from edgeret.data.catalog import load_eval
-
     sets = []
     for name in names:
         evalset = load_eval(name, size=size)
@@ -64,8 +64,6 @@ def agreement(reference, variant, evalsets: Sequence, memo_ref: dict | None = No
 
     ``memo_ref`` caches the reference's embeddings across calls (one per reference encoder).
     """
-    from edgeret.data.scoring import embed_items, score_evalset
-
     memo_ref = {} if memo_ref is None else memo_ref
     memo_var: dict = {}
     rows = []

@@ -1,4 +1,4 @@
-"""Student checkpoint -> bundle: (prune + recover) -> export + parity -> optimise -> quantise -> manifest.
+"""Student checkpoint (or model) -> bundle: export + parity -> optimise -> quantise -> manifest.
 
     from edgeret.compress.bundle import CompressOptions, build_bundle
     report = build_bundle("artifacts/student", "artifacts/bundles/int8", CompressOptions(quant="int8"))
@@ -6,8 +6,9 @@
 The bundle folder (DESIGN.md): ``manifest.json``, ``text_encoder[_q].onnx``, ``image_encoder[_q].onnx``,
 ``tokenizer.json``, ``preprocessor.json``, ``compress_report.json`` and an empty index section.
 Quantisation per bundle mode: ``int8`` = INT8 text (dynamic; the rarest tokens' embedding rows at 4 bits,
-:mod:`compress.embedding_split`) + INT8 image (static QDQ, blocks 0-3 float); ``int4`` = INT4
-text (MatMulNBits) + INT8 image (a CNN has nothing for MatMulNBits); ``fp16`` both fp16.
+:mod:`edgeret.compress.embedding_split`) + INT8 image (static QDQ, blocks 0-3 float); ``int4`` = INT4
+text (MatMulNBits) + INT8 image (a CNN has nothing for MatMulNBits); ``fp16`` both fp16. Pruning happens
+before, in :mod:`edgeret.distill.pruning` (``edgeret compress --prune`` runs both).
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeret.data.samples import real_images, real_texts
+from edgeret.distill.flops import size_and_flops
+from edgeret.distill.student import DualEncoder, load_student
+from edgeret.runtime.bundle import OPERATOR_CONFIG, write_manifest
 
 from . import export as ex
 from . import quantize as q
 from .agreement import DEFAULT_SETS, OnnxEncoder, agreement, load_sets
+from .embedding_split import split_embedding, token_counts, training_texts
 from .optimize import IMAGE_CANDIDATES, TEXT_CANDIDATES, choose_fastest, latency_ms
+from .ort_format import convert_to_ort, ort_parity, write_operator_config
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +55,7 @@ ORT_PARITY_MIN_COSINE = {True: 0.9999, False: 0.999}
 class CompressOptions:
     """Everything ``edgeret compress`` can set."""
 
-    prune: float = 0.0
     quant: str = "fp32"
-    prune_score: str = "magnitude"
     block_size: int = 32
     per_channel: bool = True
     optimize: bool = True
@@ -61,9 +65,6 @@ class CompressOptions:
     agreement_sets: tuple[str, ...] = DEFAULT_SETS
     agreement_sample: int | None = None  # queries per set (None = all)
     check_agreement: bool = True
-    openmoji_cache: str | None = None
-    wordnet_cache: str | None = None
-    recovery: dict[str, Any] = field(default_factory=dict)  # RecoverySettings fields
     keep_work: bool = False
     ort: bool = False  # also write .ort models + required_operators.config (onnxruntime mobile)
     #: INT8 text towers: share of the vocabulary (the rarest tokens of the training texts) whose embedding
@@ -80,20 +81,6 @@ class CompressOptions:
 
 def _suffix(mode: str) -> str:
     return "" if mode == "fp32" else f"_{mode}"
-
-
-def _prune(model, options: CompressOptions, work: Path) -> tuple[Any, dict[str, Any] | None]:
-    if options.prune <= 0:
-        return model, None
-    from edgeret.distill.pruning.prune import PruneConfig
-    from edgeret.distill.pruning.recover import RecoverySettings, open_caches, prune_and_recover
-    from edgeret.distill.pruning.structure import save_checkpoint
-
-    caches = open_caches(options.openmoji_cache, options.wordnet_cache)
-    config = PruneConfig(ratio=options.prune, score=options.prune_score)
-    pruned, report = prune_and_recover(model, config, caches, RecoverySettings(**options.recovery), work_dir=work)
-    save_checkpoint(pruned, work / "pruned")
-    return pruned, report
 
 
 def _export(model, work: Path, options: CompressOptions) -> dict[str, Any]:
@@ -153,8 +140,6 @@ def _text_int8(model, fp32: dict[str, Any], work: Path, options: CompressOptions
     """Dynamic INT8 text tower; with ``embedding_cold_share`` the rarest tokens' embedding rows at 4 bits."""
     source, exclude = fp32["text_raw"], []
     if options.embedding_cold_share > 0:
-        from .embedding_split import split_embedding, token_counts, training_texts
-
         counts = token_counts(model.tokenizer, training_texts())
         source = work / "text_split.onnx"
         split = split_embedding(fp32["text_raw"], source, counts, cold_share=options.embedding_cold_share)
@@ -185,10 +170,9 @@ def _populate(model, out: Path, files: dict[str, Path], options: CompressOptions
 def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: CompressOptions,
                   report: dict[str, Any]) -> dict:
     """(Re)write ``compress_report.json`` and the manifest (whose checksums cover the report)."""
-    from edgeret.runtime.bundle import write_manifest
-
     (out / "compress_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     config = model.config
+    prune = ((report.get("prune") or {}).get("prune") or {}).get("ratio", 0.0)
     return write_manifest(
         out,
         embedding={"dim": config.dim, "normalised": True, "matryoshka_dims": list(config.matryoshka_dims)},
@@ -196,7 +180,7 @@ def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: 
         text_encoder=towers["text"],
         image_encoder=towers["image"],
         index={**INDEX, "dim": config.dim},
-        producer={"compress": json.dumps({"prune": options.prune, "quant": options.quant})},
+        producer={"compress": json.dumps({"prune": prune, "quant": options.quant})},
     )
 
 
@@ -208,8 +192,6 @@ def ort_towers(quant: str) -> tuple[str, ...]:
 
 def _write_ort(out: Path, names: dict[str, str], quant: str) -> dict[str, dict[str, str]]:
     """``.ort`` twins of the tower files and the operator config; the manifest's ``ort_file`` entries."""
-    from .ort_format import OPERATOR_CONFIG, convert_to_ort, write_operator_config
-
     towers = ort_towers(quant)
     for tower in set(names) - set(towers):
         logger.info("%s tower (%s): no .ort twin, the ORT format cannot store 4-bit tensors", tower, quant)
@@ -221,8 +203,6 @@ def _write_ort(out: Path, names: dict[str, str], quant: str) -> dict[str, dict[s
 def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Each tower's ``.ort`` against its ``.onnx`` on the parity inputs (real texts and images, one batch each);
     raises if they disagree."""
-    from .ort_format import ort_parity
-
     result = {}
     for tower in ("text", "image"):
         spec = manifest[f"{tower}_encoder"]
@@ -253,8 +233,6 @@ def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: P
 def _bundle_bytes(manifest: dict[str, Any]) -> dict[str, int]:
     """What ships: ``bundle_bytes`` for the ONNX runtime (without the ``.ort`` twins and operator config),
     ``mobile_bundle_bytes`` for an onnxruntime-mobile app (the ``.ort`` files instead of the ``.onnx`` ones)."""
-    from .ort_format import OPERATOR_CONFIG
-
     sizes = {name: entry["bytes"] for name, entry in manifest["files"].items()}
     mobile_only = {n for n in sizes if n.endswith(".ort") or n == OPERATOR_CONFIG}
     out = {"bundle_bytes": sum(b for n, b in sizes.items() if n not in mobile_only)}
@@ -265,10 +243,13 @@ def _bundle_bytes(manifest: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None = None) -> dict[str, Any]:
-    """Compress a student checkpoint into a bundle at ``out`` (replaced); returns the report."""
+def build_bundle(checkpoint: str | Path | DualEncoder, out: str | Path, options: CompressOptions | None = None,
+                 prune_report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compress a student (a checkpoint folder, or a model such as a freshly pruned one) into a bundle at
+    ``out`` (replaced); returns the report (also ``out/compress_report.json``). ``prune_report`` (from
+    :func:`edgeret.distill.pruning.recover.prune_and_recover`) is recorded in it."""
     with preserve_root_logging():
-        return _build_bundle(checkpoint, out, options)
+        return _build_bundle(checkpoint, out, options or CompressOptions(), prune_report)
 
 
 @contextlib.contextmanager
@@ -283,21 +264,18 @@ def preserve_root_logging():
         root.handlers[:] = handlers
 
 
-def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOptions | None) -> dict[str, Any]:
-    from edgeret.distill.pruning.recover import tower_cost
-    from edgeret.distill.pruning.structure import load_checkpoint
-
-    options = options or CompressOptions()
+def _build_bundle(checkpoint: str | Path | DualEncoder, out: str | Path, options: CompressOptions,
+                  prune_report: dict[str, Any] | None) -> dict[str, Any]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-work-", dir=out.parent))
     try:
-        model = load_checkpoint(checkpoint)
-        model, prune_report = _prune(model, options, work)
+        model = checkpoint.eval() if isinstance(checkpoint, DualEncoder) else load_student(checkpoint)
         fp32 = _export(model, work, options)
         files = _quantize(model, fp32, work, options)
-        report = {"checkpoint": str(checkpoint), "options": asdict(options), "prune": prune_report,
-                  "cost": tower_cost(model), "parity": fp32["parity"],
+        source = "(in memory)" if isinstance(checkpoint, DualEncoder) else str(checkpoint)
+        report = {"checkpoint": source, "options": asdict(options), "prune": prune_report,
+                  "cost": size_and_flops(model), "parity": fp32["parity"],
                   "optimisation": {t: fp32[f"{t}_optimisation"] for t in ("text", "image")},
                   "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
                   "bytes": {t: files[t].stat().st_size for t in files}}
@@ -311,9 +289,10 @@ def _build_bundle(checkpoint: str | Path, out: str | Path, options: CompressOpti
         if options.quant != "fp32" and options.check_agreement:
             report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
             manifest = _write_report(model, out, towers, options, report)
-        report.update(_bundle_bytes(manifest))
+        report.update(_bundle_bytes(manifest), bundle=str(out))
         logger.info("bundle %s: %d bytes (%s)", out, report["bundle_bytes"], options.quant)
         return report
     finally:
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+

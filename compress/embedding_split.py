@@ -27,6 +27,11 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer
+
+from edgeret.data.openmoji import emojis
+from edgeret.data.wordnet import synsets
+from edgeret.distill.vocab import token_counts as count
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +59,11 @@ class SplitReport:
 def token_counts(tokenizer: Any, texts: Iterable[str]) -> np.ndarray:
     """Occurrences of every token id in ``texts`` (:func:`distill.vocab.token_counts`); ``tokenizer`` is a
     ``tokenizers.Tokenizer`` (left unchanged) or the path of a ``tokenizer.json``."""
-    from tokenizers import Tokenizer
-
-    from edgeret.distill.vocab import token_counts as count
-
     return count(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer)), texts)
 
 
 def training_texts() -> list[str]:
     """The train splits' texts (OpenMoji captions, WordNet glosses and lemmas): what ranks the tokens."""
-    from edgeret.data.openmoji import emojis
-    from edgeret.data.wordnet import synsets
-
     wordnet = synsets("train")
     return [c for e in emojis("train") for c in e.captions] + [s.gloss for s in wordnet] + [s.lemmas for s in wordnet]
 

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from PIL import Image
 from torch import nn
+
+from edgeret.runtime.sessions import create_session
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +80,6 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: Sequence[str], a
 
 def _fix_output_shape(path: Path, module: nn.Module) -> None:
     """Declare the output as [batch, dim] (the tracer may leave the embedding axis symbolic)."""
-    import onnx
-
     dim = module.tower.proj.out_features
     model = onnx.load(str(path))
     out = model.graph.output[0].type.tensor_type.shape.dim
@@ -162,8 +163,6 @@ def text_parity(model, onnx_path: str | Path, texts: Sequence[str], batch_sizes:
                 max_abs_diff: float = MAX_ABS_DIFF, min_cosine: float = MIN_COSINE, check: bool = True,
                 session=None) -> Parity:
     """Compare the ONNX text encoder with ``model.encode_text`` on real ``texts`` (padded batches)."""
-    from edgeret.runtime.sessions import create_session
-
     session = session or create_session(onnx_path, threads=1)
     names = {i.name for i in session.get_inputs()}
     model.eval()
@@ -188,8 +187,6 @@ def image_parity(model, onnx_path: str | Path, images: Sequence[Image.Image], ba
                  max_abs_diff: float = MAX_ABS_DIFF, min_cosine: float = MIN_COSINE, check: bool = True,
                  session=None) -> Parity:
     """Compare the ONNX image encoder with ``model.encode_image`` on real ``images``."""
-    from edgeret.runtime.sessions import create_session
-
     session = session or create_session(onnx_path, threads=1)
     pixels = model.preprocessor(list(images))
     model.eval()

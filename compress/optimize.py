@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+
+from edgeret.runtime.sessions import create_session
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +26,6 @@ logger = logging.getLogger(__name__)
 def latency_ms(path: str | Path, feeds: Mapping[str, np.ndarray], threads: int = 1, repeats: int = 30,
                warmup: int = 3) -> float:
     """Median wall time (ms) of one ``session.run`` on ``feeds`` with ``threads`` intra-op threads."""
-    from edgeret.runtime.sessions import create_session
-
     session = create_session(path, threads=threads)
     for _ in range(warmup):
         session.run(None, dict(feeds))
@@ -38,7 +39,7 @@ def latency_ms(path: str | Path, feeds: Mapping[str, np.ndarray], threads: int =
 
 def transformer_optimize(src: str | Path, dst: str | Path) -> Path:
     """onnxruntime.transformers' BERT fusions (heads and width detected from the graph; works per layer)."""
-    from onnxruntime.transformers.optimizer import optimize_model
+    from onnxruntime.transformers.optimizer import optimize_model  # lazy: onnxruntime's tools reconfigure the root logger at import (see compress.bundle)
 
     optimized = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
                                use_gpu=False, only_onnxruntime=False)
@@ -49,8 +50,6 @@ def transformer_optimize(src: str | Path, dst: str | Path) -> Path:
 
 def ort_offline(src: str | Path, dst: str | Path, level: str = "extended") -> Path:
     """Save ORT's own optimised graph (``extended`` stays portable across CPUs; ``all`` may not)."""
-    import onnxruntime as ort
-
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
     options = ort.SessionOptions()

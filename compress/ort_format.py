@@ -17,7 +17,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
+
 from edgeret.runtime.bundle import OPERATOR_CONFIG
+from edgeret.runtime.sessions import create_session
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +32,6 @@ _NON_PORTABLE_OPTIMIZERS = ["NchwcTransformer"]
 
 def convert_to_ort(onnx_path: str | Path, ort_path: str | Path | None = None) -> Path:
     """Optimise ``onnx_path`` (level "all", portable transformers only) and save it as an ORT-format model."""
-    import onnxruntime as ort
-
     onnx_path = Path(onnx_path)
     ort_path = Path(ort_path) if ort_path is not None else onnx_path.with_suffix(".ort")
     options = ort.SessionOptions()
@@ -46,7 +48,7 @@ def convert_to_ort(onnx_path: str | Path, ort_path: str | Path | None = None) ->
 
 def write_operator_config(ort_paths: Iterable[str | Path], config_path: str | Path) -> Path:
     """The operators (per domain and opset) the given ``.ort`` models need, in onnxruntime's config format."""
-    from onnxruntime.tools.ort_format_model import create_config_from_models
+    from onnxruntime.tools.ort_format_model import create_config_from_models  # lazy: onnxruntime's tools reconfigure the root logger at import
 
     config_path = Path(config_path)
     create_config_from_models([Path(p) for p in ort_paths], config_path, enable_type_reduction=False)
@@ -59,10 +61,6 @@ def write_operator_config(ort_paths: Iterable[str | Path], config_path: str | Pa
 
 def ort_parity(onnx_path: str | Path, ort_path: str | Path, feeds: dict) -> dict[str, float]:
     """Outputs of the ``.ort`` against the ``.onnx`` on the same inputs: max abs diff and min cosine."""
-    import numpy as np
-
-    from edgeret.runtime.sessions import create_session
-
     outs = [create_session(path, threads=1).run(None, feeds)[0] for path in (onnx_path, ort_path)]
     a, b = (np.asarray(o, dtype=np.float64) for o in outs)
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)

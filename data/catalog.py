@@ -1,13 +1,15 @@
-"""Offline datasets (torch-free): OpenMoji image–caption pairs, WordNet gloss->lemmas, augmentations.
+"""Evaluation sets by name (``openmoji-test-t2i``, ``wordnet-val-t2t``, ...): one loader for distill, compress and bench.
 
-``load_eval(name)`` gives any evaluation set by name, so bench and distill share one loader.
+A name is ``<corpus>-<split>[<sample>]-<task>``; the corpus comes from :mod:`edgeret.data.corpora`.
 """
 
 from __future__ import annotations
 
-from edgeret.data.evalset import QUERY_INSTRUCTIONS, EvalSet
-from edgeret.data.items import Corpus, CorpusItem
+from .corpora import corpus_source
+from .evalset import QUERY_INSTRUCTIONS, EvalSet
+from .items import Corpus, CorpusItem
 
+#: name -> (corpus, task, split, sample)
 EVAL_SETS = {
     "openmoji-test-t2i": ("openmoji", "t2i", "test", None),
     "openmoji-test-i2t": ("openmoji", "i2t", "test", None),
@@ -25,13 +27,7 @@ def load_eval(name: str, size: int = 224) -> EvalSet:
     if name not in EVAL_SETS:
         raise KeyError(f"unknown evaluation set {name!r}; known: {', '.join(EVAL_SETS)}")
     source, task, split, sample = EVAL_SETS[name]
-    if source == "openmoji":
-        from edgeret.data.openmoji import openmoji_eval
-
-        return openmoji_eval(task, split, sample=sample, seed=0, size=size)
-    from edgeret.data.wordnet import wordnet_eval
-
-    return wordnet_eval(split, sample=sample, seed=0)
+    return corpus_source(source).eval_set(task, split, sample=sample, seed=0, size=size)
 
 
 __all__ = ["EVAL_SETS", "QUERY_INSTRUCTIONS", "Corpus", "CorpusItem", "EvalSet", "load_eval"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .evalset import QUERY_INSTRUCTIONS, EvalSet, sample_keys
 from .items import CorpusItem
+from .render import glyph_rgba, render_emoji
 from .splits import check_split, split_of
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,9 @@ def _captions(entry: dict) -> tuple[str, ...]:
 def load_emojis() -> tuple[Emoji, ...]:
     """All usable emoji, sorted by id: fully qualified, no skin tones, with a real OpenMoji glyph."""
     try:
-        import emoji as emoji_pkg
+        import emoji as emoji_pkg  # lazy: the emoji package is an extra; edgeret.data imports without it
     except ImportError as exc:  # pragma: no cover - environment dependent
         raise ImportError("The OpenMoji data needs the 'emoji' package: pip install 'edgeret[distill]'") from exc
-    from .render import glyph_rgba
 
     out, dropped = [], 0
     for text, entry in emoji_pkg.EMOJI_DATA.items():
@@ -91,8 +91,6 @@ def emojis(split: str = "all") -> list[Emoji]:
 
 def image_item(e: Emoji, size: int = 224) -> CorpusItem:
     """The clean render of an emoji as a lazy image item with id 'img:<emoji id>'."""
-    from .render import render_emoji
-
     return CorpusItem(id=f"img:{e.id}", kind="image", image_fn=functools.partial(render_emoji, e.text, size))
 
 

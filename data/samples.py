@@ -10,12 +10,13 @@ import random
 
 from PIL import Image
 
+from .openmoji import emojis
+from .render import render_emoji
+from .wordnet import synsets
+
 
 def real_texts(n: int, split: str = "val", seed: int = 0) -> list[str]:
     """``n`` texts of ``split``, interleaving emoji captions, WordNet glosses and lemma strings."""
-    from .openmoji import emojis
-    from .wordnet import synsets
-
     rng = random.Random(seed)
     captions = [c for e in emojis(split) for c in e.captions]
     wordnet = synsets(split)
@@ -28,8 +29,5 @@ def real_texts(n: int, split: str = "val", seed: int = 0) -> list[str]:
 
 def real_images(n: int, split: str = "val", seed: int = 0, size: int = 224) -> list[Image.Image]:
     """``n`` emoji of ``split`` rendered by the OpenMoji font (RGB PIL images)."""
-    from .openmoji import emojis
-    from .render import render_emoji
-
     chosen = random.Random(seed).sample(emojis(split), n)
     return [render_emoji(e.text, size) for e in chosen]

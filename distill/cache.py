@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import cache_files as cio
 
@@ -69,6 +70,11 @@ class TeacherCache:
     def __repr__(self) -> str:
         teacher = self.meta.get("teacher", {}).get("id")
         return f"TeacherCache(path={str(self.path)!r}, n={len(self)}, dim={self.dim}, teacher={teacher!r})"
+
+    @property
+    def corpus_name(self) -> str:
+        """The name of the corpus the cache holds (``openmoji``, ``wordnet``, ...)."""
+        return str(self.meta["corpus"]["name"])
 
     def index_of(self, item_id: str) -> int:
         """Row of ``item_id``; KeyError if the cache does not hold it."""
@@ -186,6 +192,11 @@ def load_cache(
     return TeacherCache(embeddings=embeddings, ids=ids, meta=meta, dim=dim, path=out)
 
 
+def load_caches(paths: Sequence[str | Path | None]) -> list[TeacherCache]:
+    """Open every finished cache in ``paths`` (``None`` and ``"none"`` entries are skipped)."""
+    return [load_cache(path) for path in paths if path is not None and str(path).lower() != "none"]
+
+
 def init_distributed_from_env(backend: str | None = None) -> tuple[int, int]:
     """Initialise ``torch.distributed`` from torchrun's environment; returns (rank, world_size).
 
@@ -195,8 +206,8 @@ def init_distributed_from_env(backend: str | None = None) -> tuple[int, int]:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
-    import torch
-    import torch.distributed as dist
+    import torch  # lazy: building and reading caches is torch-free; torch only under torchrun
+    import torch.distributed as dist  # lazy: building and reading caches is torch-free; torch only under torchrun
 
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
@@ -266,8 +277,6 @@ def _embed_shards(
     progress: bool,
 ) -> None:
     """Embed this rank's unfinished shards, writing each one atomically."""
-    from tqdm.auto import tqdm
-
     rank, world = _rank_world()
     shards_dir, dim = out / cio.SHARDS, teacher.dim
     bounds = {i: cio.shard_bounds(i, shard_size, len(corpus)) for i in mine}
@@ -348,7 +357,7 @@ def _rank_world() -> tuple[int, int]:
     """(rank, world_size) of an initialised process group, else (0, 1); never imports torch itself."""
     if "torch" not in sys.modules:
         return 0, 1
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: building and reading caches is torch-free; torch only under torchrun
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -378,8 +387,8 @@ def _all_ok(ok: bool, world: int) -> bool:
     """All-reduce a success flag across ranks (a barrier); trivially ``ok`` in one process."""
     if world == 1:
         return ok
-    import torch
-    import torch.distributed as dist
+    import torch  # lazy: building and reading caches is torch-free; torch only under torchrun
+    import torch.distributed as dist  # lazy: building and reading caches is torch-free; torch only under torchrun
 
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     flag = torch.tensor([0 if ok else 1], dtype=torch.int32, device=device)

@@ -13,6 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertModel
+
+from .models.efficientnet_lite import load_lite0
+from .models.text_tower import minilm_path
 
 QUERY_TOKENS = 16
 
@@ -53,7 +57,7 @@ def _text_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def tower_costs(model, repeats: int = 20) -> dict[str, dict]:
-    """Params, FLOPs and 1-thread latency of the student's text and image towers (eval mode)."""
+    """Params, FLOPs and (``repeats`` > 0) 1-thread latency of the student's text and image towers (eval mode)."""
     model.eval()
     ids, mask = _text_inputs(model.config.text.vocab_size)
     size = model.config.image.image_size
@@ -64,13 +68,13 @@ def tower_costs(model, repeats: int = 20) -> dict[str, dict]:
     }
 
 
+def size_and_flops(model) -> dict[str, dict[str, int]]:
+    """Params and FLOPs per tower of a student (no timing)."""
+    return {tower: {k: cost[k] for k in ("params", "flops")} for tower, cost in tower_costs(model, repeats=0).items()}
+
+
 def teacher_costs(repeats: int = 20) -> dict[str, dict]:
     """The same numbers for MiniLM-L6 (16 tokens) and EfficientNet-Lite0 at 224 px."""
-    from transformers import BertModel
-
-    from edgeret.distill.models.efficientnet_lite import load_lite0
-    from edgeret.distill.teachers.standin import minilm_path
-
     bert = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
     lite0 = load_lite0().eval()
     ids, mask = _text_inputs(bert.config.vocab_size)
@@ -82,8 +86,11 @@ def teacher_costs(repeats: int = 20) -> dict[str, dict]:
 
 
 def _cost(module: nn.Module, fn: Callable[[], object], repeats: int, inputs: str) -> dict:
-    return {"params": count_params(module), "flops": count_flops(fn),
-            "latency_ms_1t": round(latency_ms(fn, repeats), 3), "input": inputs}
+    """Params and FLOPs, and with ``repeats`` > 0 the 1-thread median latency."""
+    cost = {"params": count_params(module), "flops": count_flops(fn)}
+    if repeats > 0:
+        cost["latency_ms_1t"] = round(latency_ms(fn, repeats), 3)
+    return {**cost, "input": inputs}
 
 
 def compare(model, repeats: int = 20) -> dict[str, dict]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import embed_items, score_evalset
+from edgeret.runtime.vectors import truncate
 
 from .cache import TeacherCache
 
@@ -65,6 +66,4 @@ def evaluate_sets(
 
 def _prefix(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
     """The first ``dim`` components, re-normalised (the full embeddings when ``dim`` is None)."""
-    from edgeret.runtime.vectors import truncate
-
     return embeddings if dim is None else truncate(embeddings, dim)

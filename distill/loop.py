@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import LossConfig, distill_loss
+from .pairs import normalise_pixels
 from .sampler import Batch, BatchSampler, pad
 from .student import DualEncoder, length_chunks
 
@@ -98,20 +99,7 @@ def _image_inputs(model: DualEncoder, sampler: BatchSampler, rows: np.ndarray) -
     """Inputs to ``model.image.pooled``: cached prefix features, or the prefix of normalised pixels."""
     if sampler.image_inputs is not None:
         return torch.from_numpy(np.asarray(sampler.image_inputs[rows], dtype=np.float32))
-    from .pairs import normalise_pixels
-
     return model.image.prefix(torch.from_numpy(normalise_pixels(sampler.data.pixels[rows], sampler.preprocessor)))
-
-
-@torch.no_grad()
-def prefix_features(model: DualEncoder, pixels: np.ndarray, preprocessor, batch: int = 128) -> np.ndarray:
-    """Frozen-prefix outputs of every train image, float16 (computed once; the prefix never changes)."""
-    from .pairs import normalise_pixels
-
-    model.image.eval()
-    chunks = [model.image.prefix(torch.from_numpy(normalise_pixels(pixels[i : i + batch], preprocessor)))
-              .to(torch.float16).numpy() for i in range(0, len(pixels), batch)]
-    return np.concatenate(chunks)
 
 
 def make_optimizer(model: DualEncoder, s: TrainSettings, total_steps: int):

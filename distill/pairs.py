@@ -11,14 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from edgeret.data.corpora import build_corpus
-from edgeret.data.items import Corpus
-from edgeret.runtime.preprocess import ImagePreprocessor
 from tqdm.auto import tqdm
+
+from edgeret.data.corpora import corpus_source
+from edgeret.data.items import Corpus
+from edgeret.data.openmoji import emojis
+from edgeret.data.wordnet import synsets
+from edgeret.runtime.preprocess import ImagePreprocessor
 
 from .cache import TeacherCache
 
@@ -48,13 +52,7 @@ class TrainData:
 def corpus_for_cache(cache: TeacherCache) -> Corpus:
     """Rebuild the corpus a cache was made from (checked by its id hash), for texts and renders."""
     ident = cache.meta["corpus"]
-    meta = ident.get("meta", {})
-    kwargs = {"limit": meta.get("limit")}
-    if ident["name"] == "openmoji":
-        kwargs.update(augment_copies=meta.get("augment_copies", 4), seed=meta.get("augment_seed", 0))
-    elif meta.get("max_train") is not None:  # a seeded sample of the train synsets
-        kwargs.update(max_train=meta["max_train"], seed=meta.get("sample_seed", 0))
-    corpus = build_corpus(ident["name"], **kwargs)
+    corpus = corpus_source(ident["name"]).rebuild(ident.get("meta", {}))
     if corpus.ids_sha256() != ident["ids_sha256"]:
         raise ValueError(f"the teacher cache at {cache.path} was built from a different {ident['name']} corpus; "
                          "rebuild it with this version of the data")
@@ -67,8 +65,6 @@ def _emoji_of(item_id: str) -> str:
 
 def openmoji_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> dict[str, object]:
     """Fill the image/caption fields of ``data`` from the train emoji; returns id -> corpus item."""
-    from edgeret.data.openmoji import emojis
-
     train = {e.id for e in emojis("train")}
     by_id = {item.id: item for item in corpus.items}
     caption_ids: dict[str, list[str]] = {}
@@ -90,8 +86,6 @@ def openmoji_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> dict
 
 def wordnet_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> None:
     """Fill the gloss/lemma fields of ``data`` from the train synsets present in the cache."""
-    from edgeret.data.wordnet import synsets
-
     by_id = {item.id: item for item in corpus.items}
     keys = [s.key for s in synsets("train") if f"gloss:{s.key}" in by_id and f"lemma:{s.key}" in by_id]
     data.glosses = [by_id[f"gloss:{k}"].text for k in keys]
@@ -129,26 +123,42 @@ def cached_pixels(
     return pixels
 
 
+def _openmoji(cache: TeacherCache, corpus: Corpus, data: TrainData, preprocessor: ImagePreprocessor,
+              pixel_cache_dir: Path | None, progress: bool) -> None:
+    by_id = openmoji_pairs(cache, corpus, data)
+    data.pixels = cached_pixels([by_id[i] for i in data.image_ids], preprocessor, pixel_cache_dir, progress)
+
+
+def _wordnet(cache: TeacherCache, corpus: Corpus, data: TrainData, preprocessor: ImagePreprocessor,
+             pixel_cache_dir: Path | None, progress: bool) -> None:
+    wordnet_pairs(cache, corpus, data)
+
+
+#: corpus name -> what fills :class:`TrainData` from a cache of that corpus
+PAIR_BUILDERS = {"openmoji": _openmoji, "wordnet": _wordnet}
+
+
 def load_train_data(
-    openmoji: TeacherCache | None,
-    wordnet: TeacherCache | None,
+    caches: Sequence[TeacherCache],
     preprocessor: ImagePreprocessor,
     pixel_cache_dir: Path | None = None,
     progress: bool = True,
 ) -> TrainData:
-    """Training pairs of the train split from the given caches (either may be None, not both)."""
-    if openmoji is None and wordnet is None:
-        raise ValueError("need at least one teacher cache (openmoji or wordnet)")
-    caches = [c for c in (openmoji, wordnet) if c is not None]
+    """Training pairs of the train split from the given caches (one per corpus; at least one)."""
+    if not caches:
+        raise ValueError("need at least one teacher cache")
     if len({c.dim for c in caches}) != 1:
         raise ValueError(f"teacher caches disagree on dim: {[c.dim for c in caches]}")
+    names = [c.meta["corpus"]["name"] for c in caches]
+    if len(set(names)) != len(names):
+        raise ValueError(f"one teacher cache per corpus, got {names}")
+    unknown = sorted(set(names) - set(PAIR_BUILDERS))
+    if unknown:
+        raise ValueError(f"no training pairs for corpus {unknown}; known: {sorted(PAIR_BUILDERS)}")
     data = TrainData()
-    if openmoji is not None:
-        by_id = openmoji_pairs(openmoji, corpus_for_cache(openmoji), data)
-        items = [by_id[i] for i in data.image_ids]
-        data.pixels = cached_pixels(items, preprocessor, pixel_cache_dir, progress)
-    if wordnet is not None:
-        wordnet_pairs(wordnet, corpus_for_cache(wordnet), data)
+    for name in sorted(names, key=list(PAIR_BUILDERS).index):  # images first, as the sampler expects
+        cache = caches[names.index(name)]
+        PAIR_BUILDERS[name](cache, corpus_for_cache(cache), data, preprocessor, pixel_cache_dir, progress)
     return data
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +64,18 @@ class BatchSampler:
         self.gloss_tokens = tokenize_all(tokenizer, data.glosses, max_length)
         self.lemma_tokens = tokenize_all(tokenizer, data.lemmas, max_length)
 
+    @classmethod
+    def for_model(cls, model: Any, data: TrainData, settings: Any, prefix: bool = False,
+                  prefix_cache: Path | None = None) -> BatchSampler:
+        """The sampler a training run of ``model`` uses: its tokenizer, max length, preprocessor and the
+        ``settings`` batch sizes and seed; with ``prefix``, the frozen image prefix runs once here and batches
+        carry its features (memoised in ``prefix_cache`` when given, for resumption)."""
+        features = None
+        if prefix and model.config.image.frozen_blocks and data.pixels is not None:
+            features = _prefix_inputs(model, data, prefix_cache)
+        return cls(data, model.tokenizer, model.config.text.max_length, settings.image_batch, settings.text_batch,
+                   settings.seed, model.preprocessor, features)
+
     @property
     def n_images(self) -> int:
         return len(self.data.image_ids)
@@ -112,3 +126,23 @@ class BatchSampler:
         out.tokens["gloss"] = pad([self.gloss_tokens[r] for r in rows])
         out.tokens["lemma"] = pad([self.lemma_tokens[r] for r in rows])
         out.labels["gloss"] = out.labels["lemma"] = torch.from_numpy(rows.astype(np.int64))
+
+
+@torch.no_grad()
+def prefix_features(model: Any, pixels: np.ndarray, preprocessor: Any, batch: int = 128) -> np.ndarray:
+    """Frozen-prefix outputs of every train image, float16 (computed once; the prefix never changes)."""
+    model.image.eval()
+    chunks = [model.image.prefix(torch.from_numpy(normalise_pixels(pixels[i : i + batch], preprocessor)))
+              .to(torch.float16).numpy() for i in range(0, len(pixels), batch)]
+    return np.concatenate(chunks)
+
+
+def _prefix_inputs(model: Any, data: TrainData, path: Path | None) -> np.ndarray:
+    if path is not None and path.is_file():
+        return np.load(path, mmap_mode="r")
+    features = prefix_features(model, data.pixels, model.preprocessor)
+    if path is not None:
+        tmp = path.with_name(path.stem + ".tmp.npy")
+        np.save(tmp, features)
+        tmp.replace(path)
+    return features

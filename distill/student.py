@@ -19,15 +19,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import BertModel
 
+from edgeret.distill.models.efficientnet_lite import load_lite0
 from edgeret.distill.models.image_tower import ImageTower, inherit_image_tower, lite0_stages
-from edgeret.distill.models.text_tower import TextTower, bert_config, inherit_text_tower
+from edgeret.distill.models.text_tower import TextTower, bert_config, inherit_text_tower, minilm_path
 from edgeret.runtime.preprocess import ImagePreprocessor
 from edgeret.runtime.versions import edgeret_version
 
+from .pruning.structure import Structure, apply_structure, is_uniform, structure_of
 from .vocab import configure_for_inference, load_tokenizer, prune_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -71,6 +75,8 @@ class StudentConfig:
     text: TextConfig = field(default_factory=TextConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     teacher_id: str | None = None
+    #: per-layer sizes of a pruned student (:class:`~edgeret.distill.pruning.structure.Structure`), else None
+    pruned: dict[str, list[int]] | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     edgeret_version: str = field(default_factory=edgeret_version)
@@ -205,8 +211,6 @@ def build_student(
     ``base_tokenizer`` defaults to MiniLM-L6's; inheritance (``init='minilm'`` / ``'lite0'``) loads
     the teacher weights from the installed packages.
     """
-    from edgeret.distill.teachers.standin import minilm_path
-
     base = base_tokenizer or load_tokenizer(minilm_path())
     if vocab_texts is not None:
         tokenizer, keep_ids = prune_tokenizer(base, vocab_texts)
@@ -216,13 +220,9 @@ def build_student(
     torch.manual_seed(0)
     model = DualEncoder(config, tokenizer, student_preprocessor(config.image.image_size))
     if config.text.init == "minilm":
-        from transformers import BertModel
-
         teacher_text = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
         inherit_text_tower(model.text, teacher_text, keep_ids, list(config.text.teacher_layers))
     if config.image.init == "lite0":
-        from edgeret.distill.models.efficientnet_lite import load_lite0
-
         inherit_image_tower(model.image, load_lite0())
     return _freeze(model)
 
@@ -237,11 +237,15 @@ def _freeze(model: DualEncoder) -> DualEncoder:
 
 
 def save_student(model: DualEncoder, out_dir: str | Path) -> Path:
-    """Write the student checkpoint (model.safetensors, config.json, tokenizer.json, preprocessor.json)."""
-    from safetensors.torch import save_file
+    """Write the student checkpoint (model.safetensors, config.json, tokenizer.json, preprocessor.json).
 
+    A pruned student's per-layer sizes go to ``config.json`` under ``pruned`` (only when they are not what
+    the config's uniform sizes build), so :func:`load_student` rebuilds the same shapes.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    structure = structure_of(model)
+    model.config.pruned = None if is_uniform(model, structure) else structure.to_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     model.config.save(out / "config.json")
@@ -251,9 +255,7 @@ def save_student(model: DualEncoder, out_dir: str | Path) -> Path:
 
 
 def load_student(path: str | Path) -> DualEncoder:
-    """Load a student checkpoint written by :func:`save_student` (eval mode)."""
-    from safetensors.torch import load_file
-
+    """Load a student checkpoint written by :func:`save_student`, pruned or not (eval mode)."""
     path = Path(path)
     missing = [n for n in ("model.safetensors", "config.json", "tokenizer.json", "preprocessor.json")
                if not (path / n).is_file()]
@@ -262,5 +264,7 @@ def load_student(path: str | Path) -> DualEncoder:
     config = StudentConfig.load(path / "config.json")
     preprocessor = ImagePreprocessor.load(path / "preprocessor.json")
     model = DualEncoder(config, load_tokenizer(path / "tokenizer.json"), preprocessor)
+    if config.pruned:
+        apply_structure(model, Structure.from_dict(config.pruned))
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     return _freeze(model).eval()

@@ -45,7 +45,7 @@ _getattr, __dir__ = lazy_exports(__name__, {k: v for k, v in _EXPORTS.items() if
 
 def __getattr__(name: str) -> object:
     if name == "__version__":  # from the package metadata, read once on first access
-        from .runtime.versions import edgeret_version
+        from .runtime.versions import edgeret_version  # lazy: importlib.metadata costs tens of ms of cold start
 
         globals()["__version__"] = version = edgeret_version()
         return version

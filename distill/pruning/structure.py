@@ -1,4 +1,4 @@
-"""Per-layer shapes of a pruned student, and the checkpoint loader that understands them.
+"""Per-layer shapes of a pruned student: what they are, how to cut a model to them, and how to rebuild them.
 
 ``StudentConfig`` describes uniform towers (one head count, one FFN width, Lite0 expansion ratios).
 A pruned student has per-layer sizes, recorded in ``config.json`` under the optional key ``pruned``::
@@ -6,28 +6,25 @@ A pruned student has per-layer sizes, recorded in ``config.json`` under the opti
     "pruned": {"text_heads": [10, 11], "text_intermediate": [384, 400], "image_hidden": [0, 72, 120, ...]}
 
 (``image_hidden`` is the expansion width of each MBConv block, 0 for blocks without expansion).
-:func:`apply_structure` reshapes a freshly built :class:`~distill.student.DualEncoder` to those sizes
-(weights are then loaded from the checkpoint); it depends on nothing else in ``compress`` so it can move
-into ``distill`` once ``StudentConfig`` grows a ``pruned`` field. :func:`load_checkpoint` loads pruned and
-unpruned checkpoints alike.
+:func:`apply_structure` reshapes a freshly built :class:`~edgeret.distill.student.DualEncoder` to those sizes
+(weights are then loaded from the checkpoint): :func:`edgeret.distill.student.load_student` does so for a
+config with ``pruned`` sizes, and :func:`~edgeret.distill.student.save_student` records them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
+from ..models.efficientnet_lite import SamePadConv2d
+from ..models.text_tower import HEAD_DIM
+
 logger = logging.getLogger(__name__)
-
-PRUNED_KEY = "pruned"
-
 
 @dataclass
 class Structure:
@@ -81,10 +78,8 @@ def keep_ffn(layer: nn.Module, keep: torch.Tensor) -> None:
     layer.output.dense = prune_linear_layer(layer.output.dense, keep, dim=1)
 
 
-def _slice_conv(conv: nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Conv2d:
+def slice_conv(conv: nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Conv2d:
     """A copy of a (SamePad)Conv2d keeping output channels ``out_idx`` and input channels ``in_idx``."""
-    from edgeret.distill.models.efficientnet_lite import SamePadConv2d
-
     weight = conv.weight if out_idx is None else conv.weight[out_idx]
     depthwise = conv.groups > 1
     if in_idx is not None and not depthwise:
@@ -99,7 +94,7 @@ def _slice_conv(conv: nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Ten
     return new.to(conv.weight.device)
 
 
-def _slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.Module:
+def slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.Module:
     if isinstance(bn, nn.Identity):
         return bn
     new = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum)
@@ -116,11 +111,11 @@ def keep_expansion(block: nn.Module, keep: torch.Tensor) -> None:
     if keep.numel() < 1:
         raise ValueError("a block must keep at least one expansion channel")
     keep = keep.to(torch.long)
-    block._expand_conv = _slice_conv(block._expand_conv, keep, None)
-    block._bn0 = _slice_bn(block._bn0, keep)
-    block._depthwise_conv = _slice_conv(block._depthwise_conv, keep, None)
-    block._bn1 = _slice_bn(block._bn1, keep)
-    block._project_conv = _slice_conv(block._project_conv, None, keep)
+    block._expand_conv = slice_conv(block._expand_conv, keep, None)
+    block._bn0 = slice_bn(block._bn0, keep)
+    block._depthwise_conv = slice_conv(block._depthwise_conv, keep, None)
+    block._bn1 = slice_bn(block._bn1, keep)
+    block._project_conv = slice_conv(block._project_conv, None, keep)
 
 
 def apply_structure(model, structure: Structure) -> None:
@@ -140,59 +135,8 @@ def apply_structure(model, structure: Structure) -> None:
             keep_expansion(block, torch.arange(hidden))
 
 
-def read_config(path: Path) -> tuple[Any, Structure | None]:
-    """(StudentConfig, Structure or None) from a checkpoint's ``config.json``."""
-    from edgeret.distill.student import StudentConfig
-
-    data = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    pruned = data.pop(PRUNED_KEY, None)
-    return StudentConfig.from_dict(data), Structure.from_dict(pruned) if pruned else None
-
-
-def load_checkpoint(path: str | Path):
-    """Load a student checkpoint, pruned (``config.json`` has ``pruned``) or not; eval mode.
-
-    Same files and checks as :func:`distill.student.load_student`.
-    """
-    from safetensors.torch import load_file
-
-    from edgeret.distill.student import DualEncoder
-    from edgeret.distill.vocab import load_tokenizer
-    from edgeret.runtime.preprocess import ImagePreprocessor
-
-    path = Path(path)
-    missing = [n for n in ("model.safetensors", "config.json", "tokenizer.json", "preprocessor.json")
-               if not (path / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path} is not a student checkpoint: missing {', '.join(missing)}")
-    config, structure = read_config(path)
-    preprocessor = ImagePreprocessor.load(path / "preprocessor.json")
-    model = DualEncoder(config, load_tokenizer(path / "tokenizer.json"), preprocessor)
-    if structure is not None:
-        apply_structure(model, structure)
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    if config.image.frozen_blocks:
-        model.image.freeze_prefix()
-    return model.eval()
-
-
-def save_checkpoint(model, out_dir: str | Path) -> Path:
-    """:func:`distill.student.save_student`, plus the per-layer sizes under ``pruned`` when they are not uniform."""
-    from edgeret.distill.student import save_student
-
-    out = save_student(model, out_dir)
-    structure = structure_of(model)
-    if not is_uniform(model, structure):
-        data = json.loads((out / "config.json").read_text(encoding="utf-8"))
-        data[PRUNED_KEY] = structure.to_dict()
-        (out / "config.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
 def is_uniform(model, structure: Structure) -> bool:
     """Whether ``structure`` is what ``StudentConfig`` alone would build (so ``load_student`` can load it)."""
-    from edgeret.distill.models.text_tower import HEAD_DIM
-
     t = model.config.text
     blocks = model.image.trunk._blocks
     default_hidden = [b._expand_conv.in_channels * _expand_of(model, i) if b.has_expand else 0

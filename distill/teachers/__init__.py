@@ -1,29 +1,45 @@
-"""Teachers: the offline stand-in (MiniLM-L6 + EfficientNet-Lite0) and GME on Qwen2-VL."""
+"""Teachers by name: the offline stand-in (MiniLM-L6 + EfficientNet-Lite0) and GME on Qwen2-VL, and yours.
+
+    teacher = load_teacher("gme", model_path="/models/gme-Qwen2-VL-2B-Instruct")
+
+A teacher is a :class:`~edgeret.distill.teachers.base.Teacher` subclass (``id``, ``dim``, two batch encoders);
+adding one is the class and one :func:`register_teacher` call (the class itself, or ``"module:Class"`` so it
+is imported only when used). :meth:`Teacher.from_options` turns the command line's options into an instance.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from .base import Teacher
 
-TEACHERS = ("standin", "gme")
+#: name -> the class, or "module:Class" imported on first use (GME needs transformers' Qwen2-VL classes)
+TEACHERS: dict[str, type[Teacher] | str] = {
+    "standin": "edgeret.distill.teachers.standin:StandinTeacher",
+    "gme": "edgeret.distill.teachers.gme:GmeTeacher",
+}
 
 
-def load_teacher(name: str, model_path: str | None = None, head_path=None, **kwargs) -> Teacher:
-    """Instantiate a teacher by name.
-
-    ``gme`` needs ``model_path``, a local folder with the weights; ``head_path`` is the stand-in's
-    fitted image head (default: under ``$EDGERET_CACHE_DIR``).
-    """
-    if name == "standin":
-        from .standin import StandinTeacher
-
-        return StandinTeacher(head_path=head_path, **kwargs)
-    if name == "gme":
-        if not model_path:
-            raise ValueError("the GME teacher needs --model-path, a local folder with the GME weights")
-        from .gme import GmeTeacher
-
-        return GmeTeacher(model_path, **kwargs)
-    raise ValueError(f"unknown teacher {name!r}; choose from {TEACHERS}")
+def register_teacher(name: str, teacher: type[Teacher] | str) -> None:
+    """Make a teacher class available by ``name`` (to ``load_teacher`` and ``edgeret teacher-cache --teacher``)."""
+    TEACHERS[name] = teacher
 
 
-__all__ = ["TEACHERS", "Teacher", "load_teacher"]
+def teacher_class(name: str) -> type[Teacher]:
+    """The class registered as ``name``."""
+    entry = TEACHERS.get(name)
+    if entry is None:
+        raise ValueError(f"unknown teacher {name!r}; choose from {', '.join(TEACHERS)}")
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = TEACHERS[name] = getattr(importlib.import_module(module), attr)
+    return entry
+
+
+def load_teacher(name: str, **options: Any) -> Teacher:
+    """An instance of the teacher registered as ``name`` (see :meth:`Teacher.from_options`)."""
+    return teacher_class(name).from_options(**options)
+
+
+__all__ = ["TEACHERS", "Teacher", "load_teacher", "register_teacher", "teacher_class"]

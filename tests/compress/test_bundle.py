@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeret.cli.compress import main
+from edgeret.cli.compress import run as main
 from edgeret.compress.bundle import CompressOptions, build_bundle
 from edgeret.runtime.bundle import load_manifest
 from edgeret.runtime.retriever import Retriever

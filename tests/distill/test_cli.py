@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeret.cli.main import main as edgeret
-from edgeret.cli.teacher_cache import main as teacher_cache
+from edgeret.cli.teacher_cache import run as teacher_cache
 from edgeret.data.corpora import build_corpus
 from edgeret.data.wordnet import synsets
 from edgeret.distill.cache import CacheMismatchError, load_cache
@@ -27,7 +27,7 @@ def test_standin_cache_via_cli_is_reused_and_guarded(standin, tmp_path):
     meta = json.loads((out / "cache_meta.json").read_text())
     assert meta["teacher"]["id"] == standin.id and meta["corpus"]["name"] == "wordnet"
     # same request again: nothing to do; another corpus in the same folder: refused
-    assert teacher_cache([*args, "--limit", "6", "--out", str(out), "--no-progress"])["items"] == 36
+    assert len(teacher_cache([*args, "--limit", "6", "--out", str(out), "--no-progress"])) == 36
     with pytest.raises(CacheMismatchError, match="corpus"):
         teacher_cache([*args, "--limit", "7", "--out", str(out), "--no-progress"])
 
@@ -35,11 +35,10 @@ def test_standin_cache_via_cli_is_reused_and_guarded(standin, tmp_path):
 def test_gme_cache_via_cli_on_a_tiny_qwen2vl(tmp_path):
     model = build_tiny_qwen2vl(tmp_path / "tiny-gme")
     out = tmp_path / "gme-cache"
-    summary = teacher_cache(
+    cache = teacher_cache(
         ["--teacher", "gme", "--model-path", str(model), "--data", "wordnet", "--limit", "4", "--out", str(out)]
     )
-    cache = load_cache(out)
-    assert summary["items"] == 24 and cache.meta["teacher"]["id"].startswith("gme:")
+    assert len(cache) == 24 and cache.meta["teacher"]["id"].startswith("gme:")
     norms = np.linalg.norm(cache.rows(cache.ids), axis=1)
     assert np.allclose(norms, 1.0, atol=2e-3)
 

@@ -3,10 +3,11 @@ import json
 import numpy as np
 import pytest
 
+from edgeret.cli.distill import run as main
 from edgeret.data.corpora import build_corpus
 from edgeret.distill.cache import build_cache
+from edgeret.distill.presets import load_preset
 from edgeret.distill.student import load_student
-from edgeret.distill.train import load_preset, main, student_config
 from tests.distill.fake_teacher import FakeTeacher
 
 
@@ -27,29 +28,29 @@ def _args(caches, out, *extra):
 
 def test_tiny_preset_trains_end_to_end_and_resumes_after_an_interruption(caches, tmp_path):
     straight = main(_args(caches, tmp_path / "a"))
-    assert straight["finished"] and straight["epochs_done"] == 2
+    assert straight.finished and straight.epochs_done == 2
     names = {p.name for p in (tmp_path / "a").iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "preprocessor.json", "train_report.json"} <= names
     student = load_student(tmp_path / "a")
     assert student.config.dim == 64 and student.config.matryoshka_dims == [32, 64]
     assert student.preprocessor.size == 64
-    steps = [h["total"] for h in straight["history"] if "total" in h]
-    assert len(steps) == straight["global_step"] >= 4
+    steps = [h["total"] for h in straight.history if "total" in h]
+    assert len(steps) == straight.global_step >= 4
     assert np.mean(steps[-2:]) < np.mean(steps[:2])  # the loss goes down
-    epochs = [h for h in straight["history"] if "val_score" in h]
-    assert len(epochs) == 2 and straight["best_val_score"] == max(h["val_score"] for h in epochs)
-    assert json.loads((tmp_path / "a" / "train_report.json").read_text())["global_step"] == straight["global_step"]
+    epochs = [h for h in straight.history if "val_score" in h]
+    assert len(epochs) == 2 and straight.best_val_score == max(h["val_score"] for h in epochs)
+    assert json.loads((tmp_path / "a" / "train_report.json").read_text())["global_step"] == straight.global_step
 
     first = main(_args(caches, tmp_path / "b", "--stop-after-steps", "3"))
-    assert not first["finished"] and first["global_step"] == 3
+    assert not first.finished and first.global_step == 3
     with pytest.raises(ValueError, match="another preset"):
         main(_args(caches, tmp_path / "b", "--set", "loss.affinity=0"))
     resumed = main(_args(caches, tmp_path / "b"))
-    assert resumed["finished"] and resumed["global_step"] == straight["global_step"]
+    assert resumed.finished and resumed.global_step == straight.global_step
     texts = ["red apple", "flag: France"]
     assert np.allclose(load_student(tmp_path / "a").embed_texts(texts), load_student(tmp_path / "b").embed_texts(texts),
                        atol=1e-5)
-    assert resumed["best_val_score"] == pytest.approx(straight["best_val_score"])
+    assert resumed.best_val_score == pytest.approx(straight.best_val_score)
 
 
 def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
@@ -87,10 +88,10 @@ def test_evaluate_sets_scores_student_teacher_and_cross(caches, tmp_path):
 
 def test_presets_and_overrides():
     preset = load_preset("default", ["loss.affinity=0", "train.epochs=2", "student.text.layers=3"])
-    assert preset["loss"]["affinity"] == 0 and preset["train"]["epochs"] == 2
-    assert preset["student"]["text"]["layers"] == 3
+    assert preset.loss.affinity == 0 and preset.train.epochs == 2
+    assert preset.student.text.layers == 3
     for name in ("tiny", "default", "large"):
-        config = student_config(load_preset(name), dim=384, teacher_id="t")
+        config = load_preset(name).student_config(dim=384, teacher_id="t")
         assert config.dim == 384 and config.matryoshka_dims[-1] == 384
     with pytest.raises(FileNotFoundError, match="known presets"):
         load_preset("nope")

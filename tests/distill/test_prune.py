@@ -6,7 +6,8 @@ from edgeret.compress.export import export_text, text_parity
 from edgeret.distill.flops import count_params
 from edgeret.distill.pruning.importance import magnitude_scores, taylor_scores
 from edgeret.distill.pruning.prune import PruneConfig, n_keep, prune_student
-from edgeret.distill.pruning.structure import keep_heads, load_checkpoint, save_checkpoint, structure_of
+from edgeret.distill.pruning.structure import keep_heads, structure_of
+from edgeret.distill.student import load_student, save_student
 
 TEXTS = ["red apple", "flag: France", "a dog running on the beach", "draw air into, and expel out of, the lungs"]
 
@@ -50,12 +51,8 @@ def test_non_uniform_structure_round_trips_and_exports(tiny_student, tmp_path, r
     pruned = prune_student(tiny_student, PruneConfig(ratio=0.25, drop_layers=[]))
     keep_heads(pruned.text.bert.encoder.layer[1].attention, [0, 2])  # layer 1: 3 -> 2 heads
     assert structure_of(pruned).text_heads == [3, 2]
-    save_checkpoint(pruned, tmp_path / "ckpt")
-    with pytest.raises(TypeError):  # distill's loader cannot express per-layer sizes (see compress.structure)
-        from edgeret.distill.student import load_student
-
-        load_student(tmp_path / "ckpt")
-    loaded = load_checkpoint(tmp_path / "ckpt")
+    save_student(pruned, tmp_path / "ckpt")
+    loaded = load_student(tmp_path / "ckpt")
     assert structure_of(loaded) == structure_of(pruned)
     assert np.allclose(loaded.embed_texts(TEXTS), pruned.embed_texts(TEXTS), atol=1e-6)
     assert text_parity(loaded, export_text(loaded, tmp_path / "t.onnx"), real_texts[:12]).ok()
