@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import statistics
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from edgeret.data.timing import percentiles, time_calls
 from edgeret.runtime.sessions import create_session
 
 logger = logging.getLogger(__name__)
@@ -27,19 +26,14 @@ def latency_ms(path: str | Path, feeds: Mapping[str, np.ndarray], threads: int =
                warmup: int = 3) -> float:
     """Median wall time (ms) of one ``session.run`` on ``feeds`` with ``threads`` intra-op threads."""
     session = create_session(path, threads=threads)
-    for _ in range(warmup):
-        session.run(None, dict(feeds))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, dict(feeds))
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    return percentiles(time_calls(lambda: session.run(None, dict(feeds)), repeats, warmup=warmup))["p50"]
 
 
 def transformer_optimize(src: str | Path, dst: str | Path) -> Path:
     """onnxruntime.transformers' BERT fusions (heads and width detected from the graph; works per layer)."""
-    from onnxruntime.transformers.optimizer import optimize_model  # lazy: onnxruntime's tools reconfigure the root logger at import (see compress.bundle)
+    from onnxruntime.transformers.optimizer import (
+        optimize_model,  # lazy: onnxruntime's tools reconfigure the root logger at import (see compress.bundle)
+    )
 
     optimized = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
                                use_gpu=False, only_onnxruntime=False)

@@ -6,14 +6,14 @@ multiply-add), for one 16-token query and one image at each tower's own resoluti
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertModel
+
+from edgeret.data.timing import percentiles, time_calls
 
 from .models.efficientnet_lite import load_lite0
 from .models.text_tower import minilm_path
@@ -39,16 +39,9 @@ def latency_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, thr
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1000)
+        return percentiles(time_calls(fn, repeats, warmup=warmup))["p50"]
     finally:
         torch.set_num_threads(old)
-    return statistics.median(times)
 
 
 def _text_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
