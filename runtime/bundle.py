@@ -18,27 +18,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_json, file_entry, read_json
-from .errors import BundleError
+from ._fs import atomic_write_json, confined, file_entry, is_regular_file, read_json, remove_entry
+from .errors import BundleError, shorten
+from .manifest_check import (
+    BUNDLE_FORMAT,
+    FORMAT_VERSION,
+    IMAGE_ROLES,
+    MANIFEST_NAME,
+    SPACES,
+    TEXT_ROLES,
+    check_manifest,
+    index_dir,
+)
 from .persist import SavedIndex, read_saved_index, verify_files
+from .schema import require_int
 from .versions import package_versions
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = "edgeret-bundle"
-FORMAT_VERSION = "1.1"  # 1.1: optional per-tower "ort_file"
-MANIFEST_NAME = "manifest.json"
-SPACES = ("cosine", "ip", "l2")
 MODEL_FORMATS = ("auto", "onnx", "ort")
 #: operator list for onnxruntime minimal builds, written beside .ort twins (build-time only)
 OPERATOR_CONFIG = "required_operators.config"
-TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
-IMAGE_ROLES = ("pixel_values",)
 INDEX_DEFAULTS = {"path": "index", "space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64, "count": 0}
 _PRODUCER_PACKAGES = ("onnxruntime", "onnx", "torch", "tokenizers", "optimum-onnx", "numpy")
 
 __all__ = [
-    "BUNDLE_FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "BundleError", "Manifest", "load_manifest", "write_manifest",
+    "BUNDLE_FORMAT", "FORMAT_VERSION", "IMAGE_ROLES", "MANIFEST_NAME", "SPACES", "TEXT_ROLES", "BundleError",
+    "Manifest", "load_manifest", "write_manifest",
 ]
 
 
@@ -78,82 +84,12 @@ class Manifest:
 
     @property
     def index_dir(self) -> Path:
-        return self.root / self.index.get("path", "index")
+        """The index folder, resolved and confined to the bundle."""
+        return index_dir(self.root, self.data)
 
     def path(self, relative: str) -> Path:
-        """Absolute path of a file named in the manifest."""
-        return self.root / relative
-
-
-def _major_minor(version: Any, where: str) -> tuple[int, int]:
-    try:
-        major, minor = (int(part) for part in str(version).split(".")[:2])
-    except ValueError as exc:
-        raise BundleError(f"{where}: 'version' {version!r} is not MAJOR.MINOR") from exc
-    return major, minor
-
-
-def _require(mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = mapping.get(key) if isinstance(mapping, Mapping) else None
-    if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BundleError(f"{where}: field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
-    return value
-
-
-def _check_tower(tower: Any, name: str, roles: tuple[str, ...], size_key: str, file_key: str) -> None:
-    where = f"{MANIFEST_NAME} {name}"
-    if not isinstance(tower, Mapping):
-        raise BundleError(f"{where}: must be an object")
-    _require(tower, "file", str, where)
-    _require(tower, "output", str, where)
-    _require(tower, file_key, str, where)
-    if _require(tower, size_key, int, where) < 1:
-        raise BundleError(f"{where}: {size_key!r} must be positive")
-    if tower.get("ort_file") is not None and not str(tower["ort_file"]).endswith(".ort"):
-        raise BundleError(f"{where}: 'ort_file' must name an .ort file, got {tower['ort_file']!r}")
-    inputs = _require(tower, "inputs", dict, where)
-    unknown = set(inputs) - set(roles)
-    if unknown or roles[0] not in inputs:
-        raise BundleError(f"{where}: 'inputs' must map roles {list(roles)} (first required) to graph input names")
-
-
-def _check_schema(data: Any) -> None:
-    """Structure, version and dims of a manifest dict; raises BundleError naming the field."""
-    where = MANIFEST_NAME
-    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{where}: 'format' is not {BUNDLE_FORMAT!r}; not an edgeret bundle")
-    major, minor = _major_minor(data.get("version"), where)
-    supported = _major_minor(FORMAT_VERSION, "runtime")
-    if major > supported[0]:
-        raise BundleError(
-            f"{where}: bundle format {data['version']} is newer than this runtime supports "
-            f"({supported[0]}.x); upgrade edgeret"
-        )
-    if major < supported[0]:
-        raise BundleError(f"{where}: bundle format {data['version']} is too old for this runtime ({FORMAT_VERSION})")
-    if minor > supported[1]:
-        logger.info("bundle format %s is newer than %s; unknown fields are ignored", data["version"], FORMAT_VERSION)
-    emb = _require(data, "embedding", dict, where)
-    dim = _require(emb, "dim", int, f"{where} embedding")
-    dims = emb.get("matryoshka_dims", [])
-    if dim < 1 or not isinstance(dims, list) or any(not isinstance(d, int) or not 0 < d <= dim for d in dims):
-        raise BundleError(f"{where} embedding: 'matryoshka_dims' {dims} must be ints in 1..dim ({dim})")
-    if data.get("text_encoder") is None and data.get("image_encoder") is None:
-        raise BundleError(f"{where}: needs a 'text_encoder' or an 'image_encoder'")
-    if data.get("text_encoder") is not None:
-        _check_tower(data["text_encoder"], "text_encoder", TEXT_ROLES, "max_length", "tokenizer")
-    if data.get("image_encoder") is not None:
-        _check_tower(data["image_encoder"], "image_encoder", IMAGE_ROLES, "image_size", "preprocessor")
-    _check_index_section(_require(data, "index", dict, where), dim, dims)
-    files = _require(data, "files", dict, where)
-    for rel in files:
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise BundleError(f"{where} files: {rel!r} must be a relative path inside the bundle")
-    for tower_key, file_key in (("text_encoder", "tokenizer"), ("image_encoder", "preprocessor")):
-        tower = data.get(tower_key)
-        for rel in (tower["file"], tower[file_key], *filter(None, [tower.get("ort_file")])) if tower else ():
-            if rel not in files:
-                raise BundleError(f"{where} files: {tower_key} file {rel!r} has no sha256/size entry")
+        """Absolute path of a file named in the manifest, confined to the bundle (BundleError otherwise)."""
+        return confined(self.root, relative, MANIFEST_NAME)
 
 
 def model_files(spec: Mapping[str, Any], model_format: str = "auto", auto_first: str = "ort") -> list[str]:
@@ -181,28 +117,13 @@ def model_files(spec: Mapping[str, Any], model_format: str = "auto", auto_first:
     return [twin, spec["file"]] if auto_first == "ort" else [spec["file"], twin]
 
 
-def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int]) -> None:
-    where = f"{MANIFEST_NAME} index"
-    if index.get("space") not in SPACES:
-        raise BundleError(f"{where}: 'space' must be one of {SPACES}, got {index.get('space')!r}")
-    index_dim = _require(index, "dim", int, where)
-    if index_dim not in {*dims, dim}:
-        raise BundleError(
-            f"{where}: dim {index_dim} does not match the encoders (embedding dim {dim}, matryoshka dims {dims})"
-        )
-    for key in ("M", "ef_construction", "ef_search"):
-        if _require(index, key, int, where) < 1:
-            raise BundleError(f"{where}: {key!r} must be positive")
-    if _require(index, "count", int, where) < 0:
-        raise BundleError(f"{where}: 'count' must be >= 0")
-
-
 def _check_preprocessor(root: Path, image: Mapping[str, Any]) -> None:
-    path = root / image["preprocessor"]
+    path = confined(root, image["preprocessor"], f"{MANIFEST_NAME} image_encoder preprocessor")
     try:
-        size = read_json(path).get("size")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise BundleError(f"{image['preprocessor']}: unreadable preprocessor config ({exc})") from exc
+        config = read_json(path, limit=1 << 20)
+    except ValueError as exc:
+        raise BundleError(f"{shorten(image['preprocessor'])}: unreadable preprocessor config ({exc})") from exc
+    size = require_int(config, "size", str(image["preprocessor"]))
     if size != image["image_size"]:
         raise BundleError(
             f"{MANIFEST_NAME} image_encoder: image_size {image['image_size']} != size {size} in {image['preprocessor']}"
@@ -226,18 +147,22 @@ def load_manifest(bundle_dir: str | Path, verify: bool | str = True) -> Manifest
 
     ``verify``: ``True`` checks the size and sha256 of every file (encoders, tokenizer, preprocessor,
     and the saved index's files), ``"size"`` only sizes (fast cold start), ``False`` only existence.
-    Structure, version and dims are always checked. Raises :class:`BundleError`.
+    Structure, version, dims and field bounds are always checked, and every path the manifest names must
+    stay inside ``bundle_dir`` after resolving symlinks. Raises :class:`BundleError`.
+
+    The returned manifest's ``saved_index`` holds a reader's shared lock on its generation (so that a
+    concurrent save does not delete it) until :meth:`runtime.persist.SavedIndex.release` is called.
     """
     root = Path(bundle_dir)
     path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise BundleError(f"{root}: no {MANIFEST_NAME}; not an edgeret bundle")
+    if not is_regular_file(path):
+        raise BundleError(f"{shorten(str(root))}: no {MANIFEST_NAME}; not an edgeret bundle")
     try:
         data = read_json(path)
     except ValueError as exc:
         raise BundleError(str(exc)) from exc
-    _check_schema(data)
-    verify_files(root, data["files"], verify, what=f"bundle {root}")
+    check_manifest(data, root)
+    verify_files(root, data["files"], verify, what=f"bundle {shorten(str(root))}")
     if data.get("image_encoder") is not None:
         _check_preprocessor(root, data["image_encoder"])
     manifest = Manifest(root, data)
@@ -245,7 +170,11 @@ def load_manifest(bundle_dir: str | Path, verify: bool | str = True) -> Manifest
     if saved is None and manifest.index["count"] > 0:
         raise BundleError(f"{MANIFEST_NAME} index: count {manifest.index['count']} but {manifest.index_dir} is missing")
     if saved is not None:
-        _check_saved_index(manifest, saved)
+        try:
+            _check_saved_index(manifest, saved)
+        except BundleError:
+            saved.release()
+            raise
     return Manifest(root, data, saved)
 
 
@@ -306,6 +235,7 @@ def write_manifest(
         path.relative_to(root).as_posix(): file_entry(path)
         for path in sorted(root.rglob("*"))
         if path.is_file() and path.name != MANIFEST_NAME and path.relative_to(root).parts[0] != index_top
+        and not _is_temporary(path.name)
     }
     data = {
         "format": BUNDLE_FORMAT,
@@ -318,7 +248,7 @@ def write_manifest(
         "index": index_section,
         "files": files,
     }
-    _check_schema(data)
+    check_manifest(data, root)
     verify_files(root, files, "size", what=f"bundle {root}")
     if image is not None:
         _check_preprocessor(root, image)
@@ -337,10 +267,24 @@ def update_index_section(manifest: Manifest, strict: bool = False, **fields: Any
     path = manifest.root / MANIFEST_NAME
     try:
         data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("index"), dict):
+            raise ValueError("it has no 'index' object")
         data["index"].update(fields)
         atomic_write_json(path, data)
         manifest.data["index"].update(fields)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         if strict:
             raise BundleError(f"cannot update {path}: {exc}") from exc
         logger.warning("could not update %s index section: %s", path, exc)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".tmp")
+
+
+def remove_manifest_temporaries(root: Path) -> None:
+    """Delete ``.manifest.json.*.tmp`` leftovers of killed saves in the bundle folder (symlinks unlinked, never
+    followed). Call only under the index's writers' lock."""
+    for child in Path(root).iterdir():
+        if _is_temporary(child.name):
+            remove_entry(child)

@@ -7,78 +7,48 @@
 * exact (brute-force numpy) search for collections of at most ``exact_threshold`` items, for
   selective filters, or on request; results are identical in form to HNSW results.
 * thread-safe: searches share a readers-writer lock; add/delete/ef changes take it exclusively.
+* multi-process safe: a save takes the index folder's writers' lock (:func:`runtime.persist.writer_lock`).
+  If another process saved since this index was loaded (or last saved), the save **merges**: it loads
+  the newest generation on disk and replays this index's own adds, replaces and deletes since then on top
+  (last saver wins per id; items only the other process changed are kept), then writes the result. After
+  the save this index holds the merged collection. Nothing saved by either process is silently lost.
+* the graph file is validated structurally (:mod:`runtime.hnsw_file`) before hnswlib reads it.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import struct
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import hnswlib
 import numpy as np
 
+from . import hnsw_file
 from .errors import BundleError, UnknownIdError
+from .items import SearchResult, check_ids, check_metadata_list
 from .locks import RWLock
-from .persist import HNSW_FILE, META_FILE, SavedIndex, write_generation
-from .store import MetadataStore, check_metadata
+from .persist import (
+    HNSW_FILE,
+    META_FILE,
+    SavedIndex,
+    current_generation,
+    read_saved_index,
+    write_generation,
+    writer_lock,
+)
+from .store import MetadataStore
 from .vectors import as_matrix, l2_normalise
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["SPACES", "SearchResult", "VectorIndex", "check_ids", "check_metadata_list"]
+
 SPACES = ("cosine", "ip", "l2")
 _MIN_CAPACITY = 1024
-
-
-def _hnsw_file_dim(path: Path) -> int:
-    """Vector dim recorded in an hnswlib file header (hnswlib itself does not check it on load).
-
-    The header starts with size_t offsetLevel0, max_elements, cur_element_count,
-    size_data_per_element, label_offset, offsetData; vectors are float32 of label_offset - offsetData bytes.
-    """
-    layout = "@6N"
-    with open(path, "rb") as handle:
-        header = handle.read(struct.calcsize(layout))
-    if len(header) < struct.calcsize(layout):
-        raise BundleError(f"{path}: too short to be an hnswlib index")
-    *_, label_offset, data_offset = struct.unpack(layout, header)
-    return (label_offset - data_offset) // 4
-
-
-class SearchResult(NamedTuple):
-    """One hit: the item's id, its similarity (higher is better) and its metadata."""
-
-    id: str
-    score: float
-    metadata: dict[str, Any] | None
-
-
-def check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
-    """Non-empty, unique strings (a single str is refused: pass a list)."""
-    if isinstance(ids, str | bytes):
-        raise TypeError(f"{what} must be a list of strings, not a single {type(ids).__name__}")
-    ids = list(ids)
-    for i, item in enumerate(ids):
-        if not isinstance(item, str) or not item:
-            raise ValueError(f"{what}[{i}] must be a non-empty str, got {item!r}")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dupes = sorted({i for i in ids if i in seen or seen.add(i)})
-        raise ValueError(f"duplicate ids in one call: {dupes[:10]}; nothing was changed")
-    return ids
-
-
-def check_metadata_list(metadata: Sequence[Any] | None, n: int) -> list[str | None]:
-    """Per-item metadata JSON (``None`` for all when ``metadata`` is None)."""
-    if metadata is None:
-        return [None] * n
-    if isinstance(metadata, Mapping) or len(metadata) != n:
-        raise ValueError(f"metadata must be a list with one dict (or None) per id ({n}), got {type(metadata).__name__}")
-    return [check_metadata(meta, f"metadata[{i}]") for i, meta in enumerate(metadata)]
 
 
 class VectorIndex:
@@ -108,33 +78,43 @@ class VectorIndex:
         self._save_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (labels, vectors) for exact search
+        self._base: str | None = None  # the generation this index was loaded from or last saved as
+        self._changes: dict[str, bool] = {}  # id -> True (added/replaced) / False (deleted) since then
 
     @classmethod
     def load(cls, saved: SavedIndex, *, exact_threshold: int = 2048, threads: int | None = None) -> VectorIndex:
-        """Open a saved generation (see :func:`runtime.persist.read_saved_index`)."""
+        """Open a saved generation (see :func:`runtime.persist.read_saved_index`).
+
+        The graph file is validated first (:func:`runtime.hnsw_file.validate`); any inconsistency between
+        ``hnsw.bin``, ``meta.sqlite`` and ``index.json`` raises :class:`BundleError`.
+        """
         meta = saved.meta
         index = cls(meta["dim"], space=meta["space"], M=meta["M"], ef_construction=meta["ef_construction"],
-                    ef_search=meta["ef_search"], exact_threshold=exact_threshold, threads=threads)
-        stored_dim = _hnsw_file_dim(saved.hnsw_path)
-        if stored_dim != meta["dim"]:
-            raise BundleError(f"{saved.hnsw_path} holds {stored_dim}-d vectors but index.json says dim {meta['dim']}")
+                    ef_search=meta["ef_search"], exact_threshold=exact_threshold, threads=threads, capacity=1)
+        header = hnsw_file.read_header(saved.hnsw_path)[0]
+        if header.dim != meta["dim"]:
+            raise BundleError(f"{saved.hnsw_path} holds {header.dim}-d vectors but index.json says dim {meta['dim']}")
+        checked = hnsw_file.validate(saved.hnsw_path, dim=meta["dim"], M=meta["M"],
+                                     ef_construction=meta["ef_construction"], next_label=meta["next_label"])
         hnsw = hnswlib.Index(space=meta["space"], dim=meta["dim"])
         try:
             # Allocate for what is stored, not the saved capacity (which doubling may have left at up to 2x);
             # capacity grows again on demand.
             hnsw.load_index(str(saved.hnsw_path), max_elements=max(1, int(meta["next_label"])))
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
             raise BundleError(f"{saved.hnsw_path}: hnswlib cannot load it ({exc})") from exc
         hnsw.set_ef(meta["ef_search"])
         index._hnsw, index._store = hnsw, MetadataStore.load(saved.meta_path)
         index._labels = index._store.labels()
         index._ids = {label: item for item, label in index._labels.items()}
         index._next_label = int(meta["next_label"])
-        index._free = sorted(set(range(index._next_label)) - set(index._ids))
-        index._check_loaded(saved)
+        index._check_loaded(saved, checked.deleted_labels)
+        used = np.fromiter(index._ids, dtype=np.int64, count=len(index._ids))
+        index._free = np.setdiff1d(np.arange(index._next_label, dtype=np.int64), used).tolist()  # sorted: a heap
+        index._base = saved.directory.name
         return index
 
-    def _check_loaded(self, saved: SavedIndex) -> None:
+    def _check_loaded(self, saved: SavedIndex, deleted: np.ndarray) -> None:
         problems = []
         if len(self._labels) != saved.meta["count"]:
             problems.append(f"{len(self._labels)} ids in {META_FILE} but count {saved.meta['count']}")
@@ -142,6 +122,8 @@ class VectorIndex:
             problems.append(f"labels beyond next_label {self._next_label}")
         if not set(self._ids) <= set(self._hnsw.get_ids_list()):
             problems.append(f"ids in {META_FILE} without a vector in {HNSW_FILE}")
+        elif deleted.size and np.isin(deleted, np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))).any():
+            problems.append(f"ids in {META_FILE} whose vector is marked deleted in {HNSW_FILE}")
         if problems:
             raise BundleError(f"index {saved.directory} is inconsistent: {'; '.join(problems)}")
 
@@ -289,6 +271,7 @@ class VectorIndex:
                 raise
             for item, label in zip(ids, labels, strict=True):
                 self._labels[item], self._ids[label] = label, item
+                self._changes[item] = True
             self._cache = None
 
     def _assign(self, ids: list[str]) -> tuple[list[int], list[int]]:
@@ -334,19 +317,66 @@ class VectorIndex:
                 self._hnsw.mark_deleted(label)
                 del self._labels[item], self._ids[label]
                 heapq.heappush(self._free, label)
+                self._changes[item] = False
             self._cache = None
 
     # ---- persistence -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The fields written to ``index.json`` (and mirrored into the manifest)."""
+        next_label = self._next_label
+        if next_label - self._hnsw.element_count > hnsw_file.LABEL_GAP:  # free labels of failed adds at the top
+            next_label = max(self._hnsw.get_ids_list(), default=-1) + 1
         return {"space": self.space, "dim": self.dim, "M": self.M, "ef_construction": self.ef_construction,
-                "ef_search": self.ef_search, "count": len(self._labels), "next_label": self._next_label}
+                "ef_search": self.ef_search, "count": len(self._labels), "next_label": next_label}
 
     def save(self, index_dir: str | Path) -> SavedIndex:
-        """Atomically write a new generation under ``index_dir`` (searches continue meanwhile)."""
-        with self._save_lock, self._lock.read():
+        """Atomically write a new generation under ``index_dir`` (searches continue meanwhile).
+
+        Holds the folder's writers' lock; merges first if another process saved since this index was
+        loaded or last saved (see the module docstring).
+
+        Raises:
+            IndexBusyError: another process kept the writers' lock for too long.
+            BundleError: the index on disk changed to another dim or space.
+        """
+        with self._save_lock, writer_lock(index_dir):
+            if current_generation(index_dir) != self._base:
+                self._merge_from_disk(Path(index_dir))
+
             def writer(folder: Path) -> None:
                 self._hnsw.save_index(str(folder / HNSW_FILE))
                 self._store.save(folder / META_FILE)
 
-            return write_generation(index_dir, writer, self.config())
+            with self._lock.read():
+                saved = write_generation(index_dir, writer, self.config())
+                self._base, self._changes = saved.directory.name, {}
+            return saved
+
+    def _merge_from_disk(self, index_dir: Path) -> None:
+        """Adopt the newest generation on disk with this index's own changes replayed on top."""
+        saved = read_saved_index(index_dir, verify="size")
+        if saved is None:  # the saved index was removed meanwhile: this index's content is all there is
+            return
+        try:
+            disk = VectorIndex.load(saved, exact_threshold=self.exact_threshold, threads=self.threads)
+        finally:
+            saved.release()
+        if (disk.dim, disk.space) != (self.dim, self.space):
+            raise BundleError(f"{index_dir}: another process saved a {disk.dim}-d {disk.space} index since this one "
+                              f"({self.dim}-d {self.space}) was opened; reopen the bundle")
+        with self._lock.write():
+            upserts = [item for item, added in self._changes.items() if added]
+            gone = [item for item, added in self._changes.items() if not added and item in disk]
+            if upserts:
+                labels = [self._labels[item] for item in upserts]
+                metas = self._store.metadata(labels)
+                vectors = np.asarray(self._hnsw.get_items(labels), dtype=np.float32)
+                disk.add(upserts, vectors, [metas.get(label) for label in labels])
+            if gone:
+                disk.delete(gone)
+            logger.info("merged with another process's save in %s: %d item(s) replayed, %d deleted",
+                        index_dir, len(upserts), len(gone))
+            disk._hnsw.set_ef(self.ef_search)
+            for name in ("_hnsw", "_store", "_labels", "_ids", "_free", "_next_label"):
+                setattr(self, name, getattr(disk, name))
+            self._cache, self._base = None, disk._base

@@ -1,19 +1,29 @@
-"""Crash-safe on-disk layout of an index: immutable generations and an atomically replaced pointer.
+"""Crash-safe, multi-process on-disk layout of an index: immutable generations behind an atomic pointer.
 
 ```
 index/
+  LOCK               writers' lock file (flock, held exclusively while a save runs)
   CURRENT            {"generation": "gen-000007"}   (replaced with os.replace, so always whole)
   gen-000007/
-    hnsw.bin         the hnswlib graph + vectors
+    LOCK             readers hold it shared while they open this generation
+    hnsw.bin         the hnswlib graph + vectors (layout checked by :mod:`runtime.hnsw_file`)
     meta.sqlite      string ids <-> labels, metadata, filterable attributes
     index.json       space, dim, M, ef_construction, ef_search, count, next_label, and the
                      sha256 + size of hnsw.bin and meta.sqlite (written at save time)
 ```
 
-A save writes a complete new generation into a temporary folder, fsyncs every file and the folder,
-renames it to ``gen-N``, fsyncs ``index/``, and only then swaps ``CURRENT``. A process killed at
-any moment therefore leaves ``CURRENT`` naming a complete, checksummed generation. Stale temporary
-folders and old generations are removed by the next successful save.
+**Save** (under ``index/LOCK``): write a complete generation into an exclusively created temporary
+folder, fsync every file and the folder, rename it to ``gen-N`` (N = highest number present + 1), fsync
+``index/``, and only then swap ``CURRENT``. A process killed at any moment leaves ``CURRENT`` naming a
+complete, checksummed generation. The save then deletes every generation except the new one and the one
+it replaced -- each only if its ``LOCK`` can be taken exclusively at once, i.e. no reader is opening it
+(a busy one is left for a later save) -- and the temporaries of killed saves (``.tmp-*`` folders,
+``.*.tmp`` files), never following a symlink.
+
+**Open**: read ``CURRENT``, hold the generation's ``LOCK`` shared, check and verify it. If its files
+vanished and ``CURRENT`` has moved on (a concurrent save removed it), read ``CURRENT`` again (up to three
+times); if ``CURRENT`` still names it, the index is damaged and a :class:`BundleError` says so. The shared
+hold lasts until :meth:`SavedIndex.release` (the loader calls it once the files are in memory).
 """
 
 from __future__ import annotations
@@ -21,35 +31,57 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_json, file_entry, fsync_dir, fsync_file, read_json, sha256_file
-from .errors import BundleError
+from ._fs import (
+    atomic_write_json,
+    confined,
+    file_entry,
+    fsync_dir,
+    fsync_file,
+    is_regular_file,
+    read_json,
+    remove_entry,
+    sha256_file,
+)
+from .errors import BundleError, shorten
+from .locks import SharedLock, exclusive_lock, try_exclusive
+from .schema import check_file_entries, require_int
 
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "edgeret-index"
 INDEX_VERSION = "1.0"
 POINTER = "CURRENT"
+LOCK_FILE = "LOCK"
 HNSW_FILE = "hnsw.bin"
 META_FILE = "meta.sqlite"
 INDEX_META = "index.json"
+SPACES = ("cosine", "ip", "l2")
 _GEN = re.compile(r"^gen-(\d{6,})$")
+_OPEN_ATTEMPTS = 3
+#: default seconds a save waits for another process's save to finish
+LOCK_TIMEOUT_S = 300.0
 
 #: fields every ``index.json`` carries besides ``format``, ``version`` and ``files``
 META_FIELDS = ("space", "dim", "M", "ef_construction", "ef_search", "count", "next_label")
 
 
+class _Vanished(BundleError):
+    """A file of a generation is not there (a concurrent save may have removed the generation)."""
+
+
 @dataclass(frozen=True)
 class SavedIndex:
-    """One saved generation of an index: its folder and its parsed ``index.json``."""
+    """One saved generation of an index: its folder, its parsed ``index.json`` and a reader's hold on it."""
 
     directory: Path
     meta: dict[str, Any]
+    hold: SharedLock | None = field(default=None, compare=False, repr=False)
 
     @property
     def hnsw_path(self) -> Path:
@@ -59,117 +91,198 @@ class SavedIndex:
     def meta_path(self) -> Path:
         return self.directory / META_FILE
 
+    def release(self) -> None:
+        """Let writers delete this generation again (call once its files are loaded; idempotent)."""
+        if self.hold is not None:
+            self.hold.release()
+
 
 def verify_files(root: Path, files: dict[str, Any], verify: bool | str, what: str) -> None:
-    """Check that each ``{relpath: {sha256, bytes}}`` entry exists under ``root`` and matches.
+    """Check that each ``{relpath: {sha256, bytes}}`` entry is a regular file inside ``root`` and matches.
 
     ``verify``: ``True``/``"full"`` checks size and sha256, ``"size"`` only sizes, ``False`` only existence.
+    Paths are confined to ``root`` after resolving symlinks.
     """
-    for rel, entry in files.items():
-        path = root / rel
-        if not path.is_file():
-            raise BundleError(f"{what}: file {rel!r} is missing ({path})")
+    for rel, entry in check_file_entries(files, what).items():
+        path = confined(root, rel, what)
+        if not is_regular_file(path):
+            raise _Vanished(f"{what}: file {shorten(rel)} is missing or not a regular file ({shorten(str(path))})")
         if not verify:
             continue
         size = path.stat().st_size
-        if size != entry.get("bytes"):
+        if size != entry["bytes"]:
             raise BundleError(
-                f"{what}: file {rel!r} has {size} bytes, {entry.get('bytes')} were recorded (altered or corrupt)"
+                f"{what}: file {shorten(rel)} has {size} bytes, {entry['bytes']} were recorded (altered or corrupt)"
             )
-        if verify != "size" and sha256_file(path) != entry.get("sha256"):
-            raise BundleError(f"{what}: file {rel!r} does not match its recorded sha256 (altered or corrupt)")
+        if verify != "size" and sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"{what}: file {shorten(rel)} does not match its recorded sha256 (altered or corrupt)")
 
 
-def read_saved_index(index_dir: str | Path, verify: bool | str = True) -> SavedIndex | None:
-    """The generation ``CURRENT`` points at, verified; ``None`` if nothing was ever saved there."""
-    index_dir = Path(index_dir)
-    pointer = index_dir / POINTER
-    if not pointer.is_file():
+def current_generation(index_dir: str | Path) -> str | None:
+    """The generation ``index_dir/CURRENT`` names (checked), or ``None`` if nothing was ever saved there."""
+    pointer = Path(index_dir) / POINTER
+    if not os.path.lexists(pointer):
         return None
+    if pointer.is_symlink() or not is_regular_file(pointer):
+        raise BundleError(f"index pointer {pointer} is not a regular file")
     try:
-        generation = read_json(pointer)["generation"]
+        generation = read_json(pointer, limit=4096)["generation"]
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"index pointer {pointer} is unreadable: {exc}") from exc
     if not isinstance(generation, str) or not _GEN.match(generation):
-        raise BundleError(f"index pointer {pointer} names an invalid generation {generation!r}")
-    directory = index_dir / generation
-    meta_path = directory / INDEX_META
-    if not meta_path.is_file():
-        raise BundleError(f"index generation {directory} has no {INDEX_META}")
+        raise BundleError(f"index pointer {pointer} names an invalid generation {shorten(generation)}")
+    return generation
+
+
+def read_saved_index(index_dir: str | Path, verify: bool | str = True) -> SavedIndex | None:
+    """The generation ``CURRENT`` points at, verified and held shared; ``None`` if nothing was ever saved.
+
+    Survives a concurrent save (see the module docstring). Call :meth:`SavedIndex.release` after loading.
+    """
+    index_dir = Path(index_dir)
+    for attempt in range(_OPEN_ATTEMPTS):
+        name = current_generation(index_dir)
+        if name is None:
+            return None
+        try:
+            return _open_generation(index_dir, name, verify)
+        except _Vanished:
+            if attempt + 1 == _OPEN_ATTEMPTS or current_generation(index_dir) == name:
+                raise
+            logger.debug("generation %s was replaced while it was being opened; reading CURRENT again", name)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_generation(index_dir: Path, name: str, verify: bool | str) -> SavedIndex:
+    directory = index_dir / name
+    if directory.is_symlink():
+        raise BundleError(f"index generation {directory} is a symlink; refusing to follow it")
+    if not directory.is_dir():
+        raise _Vanished(f"index generation {directory} is missing")
+    hold = SharedLock(directory / LOCK_FILE)
     try:
-        meta = read_json(meta_path)
-    except ValueError as exc:
-        raise BundleError(str(exc)) from exc
-    _check_meta(meta, meta_path)
-    verify_files(directory, meta["files"], verify, what=f"index {directory}")
-    return SavedIndex(directory, meta)
+        meta_path = confined(directory, INDEX_META, f"index {directory}")
+        if not is_regular_file(meta_path):
+            raise _Vanished(f"index generation {directory} has no {INDEX_META}")
+        try:
+            meta = read_json(meta_path, limit=1 << 20)
+        except ValueError as exc:
+            raise (_Vanished if not meta_path.exists() else BundleError)(str(exc)) from exc
+        check_index_meta(meta, meta_path)
+        verify_files(directory, meta["files"], verify, what=f"index {directory}")
+    except BaseException:
+        hold.release()
+        raise
+    return SavedIndex(directory, meta, hold)
 
 
-def _check_meta(meta: Any, where: Path) -> None:
+def check_index_meta(meta: Any, where: Path) -> None:
+    """Format, version, field types and bounds of an ``index.json``."""
     if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
         raise BundleError(f"{where}: not an {INDEX_FORMAT} file")
-    major = str(meta.get("version", "")).split(".")[0]
+    major = str(meta.get("version", ""))[:20].split(".")[0]
     if major != INDEX_VERSION.split(".")[0]:
         raise BundleError(
-            f"{where}: index format version {meta.get('version')!r} is not supported "
+            f"{where}: index format version {shorten(meta.get('version'), 40)} is not supported "
             f"(this runtime reads {INDEX_VERSION.split('.')[0]}.x)"
         )
     missing = [key for key in (*META_FIELDS, "files") if key not in meta]
     if missing:
         raise BundleError(f"{where}: missing field(s) {', '.join(missing)}")
-    needed = {HNSW_FILE, META_FILE} - set(meta["files"])
+    if meta["space"] not in SPACES:
+        raise BundleError(f"{where}: 'space' must be one of {SPACES}, got {shorten(meta['space'], 40)}")
+    for key in META_FIELDS[1:]:
+        require_int(meta, key, str(where))
+    if meta["count"] > meta["next_label"]:
+        raise BundleError(f"{where}: count {meta['count']} exceeds next_label {meta['next_label']}")
+    files = check_file_entries(meta["files"], str(where))
+    needed = {HNSW_FILE, META_FILE} - set(files)
     if needed:
         raise BundleError(f"{where}: 'files' lacks {', '.join(sorted(needed))}")
 
 
-def _generations(index_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for child in index_dir.iterdir() if index_dir.is_dir() else ():
-        match = _GEN.match(child.name)
-        if match and child.is_dir():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
+@contextmanager
+def writer_lock(index_dir: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the index folder's writers' lock (creating the folder if needed); re-entrant in a process."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fsync_dir(index_dir.parent)
+    with exclusive_lock(index_dir / LOCK_FILE, timeout=timeout):
+        yield
+
+
+def _next_number(index_dir: Path) -> int:
+    numbers = [int(m.group(1)) for child in index_dir.iterdir() if (m := _GEN.match(child.name))]
+    return max(numbers, default=0) + 1
 
 
 def write_generation(index_dir: str | Path, writer: Callable[[Path], None], meta: dict[str, Any]) -> SavedIndex:
-    """Atomically publish a new generation.
+    """Atomically publish a new generation (under the writers' lock).
 
     ``writer(folder)`` must write ``hnsw.bin`` and ``meta.sqlite`` into ``folder``; ``meta`` holds
-    :data:`META_FIELDS`. Checksums, fsyncs, the rename and the pointer swap are done here.
+    :data:`META_FIELDS`. Checksums, fsyncs, the rename, the pointer swap and the clean-up are done here.
     """
     index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        index_dir.mkdir(parents=True)
-        fsync_dir(index_dir.parent)
-    generations = _generations(index_dir)
-    number = generations[-1][0] + 1 if generations else 1
-    tmp = index_dir / f".tmp-{os.urandom(16).hex()}"
-    tmp.mkdir()
-    try:
-        writer(tmp)
-        files = {name: file_entry(tmp / name) for name in (HNSW_FILE, META_FILE)}
-        full = {"format": INDEX_FORMAT, "version": INDEX_VERSION, **{k: meta[k] for k in META_FIELDS}, "files": files}
-        atomic_write_json(tmp / INDEX_META, full)
-        for name in (HNSW_FILE, META_FILE):
-            fsync_file(tmp / name)
-        fsync_dir(tmp)
-        final = index_dir / f"gen-{number:06d}"
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(index_dir)
-    atomic_write_json(index_dir / POINTER, {"generation": final.name})
-    _remove_stale(index_dir, keep=final)
+    with writer_lock(index_dir):
+        number = _next_number(index_dir)
+        tmp = index_dir / f".tmp-{os.urandom(16).hex()}"
+        tmp.mkdir()  # fails if anything has that name: never writes through a planted entry
+        try:
+            writer(tmp)
+            _touch(tmp / LOCK_FILE)
+            files = {name: file_entry(tmp / name) for name in (HNSW_FILE, META_FILE)}
+            full = {"format": INDEX_FORMAT, "version": INDEX_VERSION, **{k: meta[k] for k in META_FIELDS},
+                    "files": files}
+            atomic_write_json(tmp / INDEX_META, full)
+            for name in (HNSW_FILE, META_FILE):
+                fsync_file(tmp / name)
+            fsync_dir(tmp)
+            final = index_dir / f"gen-{number:06d}"
+            os.rename(tmp, final)
+        except BaseException:
+            remove_entry(tmp)
+            raise
+        fsync_dir(index_dir)
+        try:
+            previous = current_generation(index_dir)
+        except BundleError:  # a damaged pointer is simply replaced
+            previous = None
+        atomic_write_json(index_dir / POINTER, {"generation": final.name})
+        remove_stale(index_dir, keep={final.name, previous})
     logger.debug("saved index generation %s (%d items)", final, meta["count"])
     return SavedIndex(final, full)
 
 
-def _remove_stale(index_dir: Path, keep: Path) -> None:
-    """Delete old generations and abandoned temporary folders (leftovers of killed saves)."""
-    for child in index_dir.iterdir():
-        stale_gen = _GEN.match(child.name) and child != keep
-        if child.is_dir() and (stale_gen or child.name.startswith(".tmp-")):
-            shutil.rmtree(child, ignore_errors=True)
-        elif child.is_file() and child.name.startswith(".") and child.name.endswith(".tmp"):
-            child.unlink(missing_ok=True)  # e.g. '.CURRENT.<pid>.tmp' of a save killed while swapping
+def _touch(path: Path) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(path, flags, 0o644))
+
+
+def remove_stale(index_dir: Path, keep: set[str | None]) -> None:
+    """Delete generations not in ``keep`` that no reader holds, and temporaries of killed saves.
+
+    Call only under :func:`writer_lock`. Symlinks are unlinked, never followed.
+    """
+    for child in list(index_dir.iterdir()):
+        name = child.name
+        if _GEN.match(name):
+            if name not in keep:
+                _remove_generation(child)
+        elif name.startswith(".tmp-") or (name.startswith(".") and name.endswith(".tmp")):
+            remove_entry(child)  # e.g. '.CURRENT.<pid>.<random>.tmp' of a save killed while swapping
+
+
+def _remove_generation(folder: Path) -> None:
+    if folder.is_symlink() or not folder.is_dir():
+        remove_entry(folder)
+        return
+    fd = try_exclusive(folder / LOCK_FILE)
+    if fd is None:
+        logger.debug("generation %s is being opened by a reader; a later save removes it", folder)
+        return
+    try:
+        remove_entry(folder)
+    finally:
+        if fd >= 0:
+            os.close(fd)

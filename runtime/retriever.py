@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bundle import Manifest, load_manifest, update_index_section
+from .bundle import Manifest, load_manifest, remove_manifest_temporaries, update_index_section
 from .errors import BundleError
 from .index import SearchResult, VectorIndex
+from .persist import writer_lock
 from .text import TextEncoder
 from .vectors import as_matrix, truncate
 
@@ -83,6 +84,17 @@ class Retriever:
             BundleError: missing/altered files, newer format, dim/space mismatches, unloadable models.
         """
         manifest = load_manifest(bundle_dir, verify=verify)
+        try:
+            return cls._open(manifest, threads=threads, dim=dim, exact_threshold=exact_threshold,
+                             lazy_image=lazy_image, kwargs={"threads": threads, "optimization": optimization,
+                                                            "providers": providers, "model_format": model_format})
+        finally:
+            if manifest.saved_index is not None:
+                manifest.saved_index.release()  # loaded into memory: writers may remove the generation again
+
+    @classmethod
+    def _open(cls, manifest: Manifest, *, threads: int | None, dim: int | None, exact_threshold: int,
+              lazy_image: bool, kwargs: dict[str, Any]) -> Retriever:
         saved = manifest.saved_index
         chosen = dim if dim is not None else (saved.meta["dim"] if saved else manifest.index["dim"])
         if chosen not in manifest.allowed_dims:
@@ -92,8 +104,6 @@ class Retriever:
                 f"the saved index in {saved.directory} is {saved.meta['dim']}-d but dim={chosen} was requested; "
                 "open with that dim or rebuild the index"
             )
-        kwargs = {"threads": threads, "optimization": optimization, "providers": providers,
-                  "model_format": model_format}
         root, full = manifest.root, manifest.dim
         text = TextEncoder.from_spec(root, manifest.text, full, **kwargs) if manifest.text else None
         image_loader = None
@@ -209,13 +219,24 @@ class Retriever:
         self.index.ef_search = value
 
     def save(self) -> Path:
-        """Atomically save the index into the bundle's index folder; returns the new generation folder."""
-        with self._save_lock:
+        """Atomically save the index into the bundle's index folder; returns the new generation folder.
+
+        Takes the index's cross-process writers' lock; if another process saved since this bundle was
+        opened (or last saved), merges its items in first (see :class:`runtime.index.VectorIndex`).
+        Leftover temporaries of killed saves are removed.
+
+        Raises:
+            IndexBusyError: another process held the writers' lock too long.
+            BundleError: the index on disk changed dim/space meanwhile, or the folder is not writable.
+        """
+        index_dir = self.manifest.index_dir
+        with self._save_lock, writer_lock(index_dir):
             manifest_index = self.manifest.index
             if (manifest_index["dim"], manifest_index["space"]) != (self.index.dim, self.index.space):
                 # first index at another Matryoshka dim: record it before the generation appears
                 update_index_section(self.manifest, strict=True, dim=self.index.dim, space=self.index.space)
-            saved = self.index.save(self.manifest.index_dir)
+            saved = self.index.save(index_dir)
             update_index_section(self.manifest, count=saved.meta["count"], ef_search=saved.meta["ef_search"])
+            remove_manifest_temporaries(self.manifest.root)
             self.manifest = Manifest(self.manifest.root, self.manifest.data, saved)
             return saved.directory

@@ -215,7 +215,10 @@ def test_save_and_load_round_trip_with_ef_search(tmp_path):
     loaded.add(["z"], random_unit(1, DIM, seed=12))
     assert loaded.label_of("z") in (0, 1)  # a freed label, also after reloading
     second = loaded.save(tmp_path / "idx")
-    assert not saved.directory.exists() and second.directory.name == "gen-000002"
+    assert second.directory.name == "gen-000002"
+    assert saved.directory.exists()  # the replaced generation is kept for readers that are opening it ...
+    loaded.save(tmp_path / "idx")
+    assert not saved.directory.exists() and second.directory.exists()  # ... until the next save
 
 
 def test_ef_search_is_validated():

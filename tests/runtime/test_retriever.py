@@ -103,8 +103,11 @@ def test_stale_leftovers_of_a_killed_save_are_ignored_and_cleaned(retriever, bun
     assert len(Retriever.open(bundle)) == 1
     retriever.add_texts(["b"], ["blue car"])
     second = retriever.save()
-    assert sorted(p.name for p in (bundle / "index").iterdir()) == ["CURRENT", second.name]
-    assert not first.exists() and second.name == "gen-000010"
+    # the generation CURRENT named before (first) stays for readers opening it; the debris is gone
+    assert sorted(p.name for p in (bundle / "index").iterdir()) == ["CURRENT", "LOCK", first.name, second.name]
+    assert second.name == "gen-000010"
+    third = retriever.save()
+    assert sorted(p.name for p in (bundle / "index").iterdir()) == ["CURRENT", "LOCK", second.name, third.name]
 
 
 def test_add_accepts_progress_and_batch_size(retriever):
