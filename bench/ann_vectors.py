@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeret.data.openmoji import emojis
+from edgeret.data.render import render_emoji
+from edgeret.data.wordnet import synsets
+from edgeret.runtime.retriever import Retriever
+from edgeret.runtime.vectors import l2_normalise
+
 logger = logging.getLogger(__name__)
 
 SPREAD = 0.5
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in place (float32)."""
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
 
 
 def real_embeddings(bundle: Path, cache_dir: Path) -> np.ndarray:
@@ -33,11 +33,6 @@ def real_embeddings(bundle: Path, cache_dir: Path) -> np.ndarray:
     path = cache_dir / f"real-{bundle.name}-{key}.npy"
     if path.is_file():
         return np.load(path)
-    from edgeret.data.openmoji import emojis
-    from edgeret.data.render import render_emoji
-    from edgeret.data.wordnet import synsets
-    from edgeret.runtime.retriever import Retriever
-
     retriever = Retriever.open(bundle, threads=None, verify="size")
     texts = [t for s in synsets("all") for t in (s.gloss, s.lemmas)]
     texts += [c for e in emojis("all") for c in e.captions]
@@ -63,13 +58,13 @@ def synthetic(n: int, parents: np.ndarray, rng: np.random.Generator, spread: flo
         hi = min(n, lo + chunk)
         noise = rng.standard_normal((hi - lo, dim), dtype=np.float32) * np.float32(spread / np.sqrt(dim))
         out[lo:hi] = parents[rng.integers(0, len(parents), hi - lo)] + noise
-        normalise(out[lo:hi])
+        out[lo:hi] = l2_normalise(out[lo:hi])
     return out
 
 
 def random_centres(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random unit vectors (cluster centres when there are no real embeddings)."""
-    return normalise(rng.standard_normal((n, dim), dtype=np.float32))
+    return l2_normalise(rng.standard_normal((n, dim), dtype=np.float32))
 
 
 def split_queries(real: np.ndarray, n_queries: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""``edgeret bench``: teacher and student variants side by side — accuracy lost versus latency gained.
+"""The study behind ``edgeret bench``: teacher and student variants side by side — accuracy lost versus latency gained.
 
 Accuracy (Recall@1/5/10, MRR@10, nDCG@10, teacher_overlap@10) on the held-out test splits for
 text->image, image->text (OpenMoji) and text->text (WordNet); cost per variant: single-query latency
@@ -8,16 +8,15 @@ embeddings from its cache when given) and exported to ONNX, every bundle (throug
 runtime, as an app runs it) and its Matryoshka dims, a sentence-transformers peer, and GME-2B's
 architecture with random weights (latency and memory only).
 
-Writes ``summary.json`` (DESIGN.md's results contract), ``summary.md`` and ``pareto.png``.
+:func:`run_bench` takes a :class:`BenchConfig` and writes ``summary.json`` (DESIGN.md's results contract),
+``summary.md`` and ``pareto.png``; ``edgeret bench`` (:mod:`edgeret.cli.bench`) is its command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +24,16 @@ from typing import Any
 
 from edgeret.data.catalog import load_eval
 from edgeret.data.evalset import EvalSet
-from edgeret.data.results import invocation, machine_info, now_iso, package_versions, write_json
+from edgeret.data.results import machine_info, now_iso, package_versions, write_json
+from edgeret.data.samples import real_images, real_texts
+from edgeret.data.timing import Stopwatch
+from edgeret.runtime.bundle import OPERATOR_CONFIG
+from edgeret.runtime.retriever import Retriever
 
-from .costs import FootprintInputs, cost_of, footprint, footprint_columns, latency_queries
+from .costs import FootprintInputs, cost_of, footprint, footprint_columns, latency_queries, measure_gme_arch
 from .encoders import has_images, open_encoder
 from .plots import pareto_plot
 from .rows import (
-    TASK_SETS,
     accuracy_rows,
     complete,
     dataset_of,
@@ -42,6 +44,8 @@ from .rows import (
     with_cost,
 )
 from .tables import latency_ratios, summary_markdown
+from .tasks import TASK_SETS
+from .teacher_onnx import build_teacher_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +56,9 @@ NOTES = [
     "warm-up, in the bench process; `1t` = 1 intra-op thread, `all` = all cores. Bundles run through the runtime "
     "(tokenise/preprocess + ONNX + normalise), torch rows through their own Python API.",
     "cold_start_ms, *_batch64_items_per_s, peak_rss_mb, index_build_s: each variant in a fresh process "
-    "(`python -m edgeret.bench.footprint`), all cores. Cold start = import + open + first text query (interpreter start-up "
-    "excluded, OS file cache warm; a bundle's image session is created on its first image, as the runtime does). "
+    "(`python -m edgeret.bench.footprint`), all cores. Cold start = import + open + first text query "
+    "(interpreter start-up excluded, OS file cache warm; a bundle's image session is created on its first image, "
+    "as the runtime does). "
     "Then one image query; peak_rss_mb = peak RSS (VmHWM) at that point (serving one query at a time). Throughput = "
     "median of 3 batches of 64 val glosses / 64 rendered val emoji PNG files; peak_rss_batch_mb = VmHWM after "
     "them (before any index is built). Index build = embed the task's test corpus and insert "
@@ -67,34 +72,38 @@ NOTES = [
 ]
 
 
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one bench run measures (``edgeret bench``'s flags, typed) and where its results go."""
+
+    head_path: Path  #: the stand-in teacher's fitted image head
+    teacher_cache: tuple[Path, ...] = ()  #: teacher caches whose test embeddings the teacher row reuses
+    bundles: tuple[tuple[str, str], ...] = ()  #: (row name, bundle folder), measured in this order
+    teacher_onnx: Path | None = None  #: add teacher-onnx: its bundle is exported here once and reused
+    peer: bool = False  #: add peer-st-minilm (text->text)
+    gme_arch: bool = False  #: add gme2b-arch (a few minutes, ~10 GB)
+    gme_dtype: str = "float32"
+    gme_repeats: tuple[int, int] = (5, 2)  #: timed gme2b-arch runs (text, image) per thread count
+    matryoshka: bool = True  #: the variant@dim rows
+    footprint: bool = True  #: the fresh-process cost columns
+    out: Path = Path("bench/results")
+    command: str = "edgeret bench"  #: the command line recorded in summary.json
+
+
 @dataclass
 class Context:
     """What every variant is measured on."""
 
+    config: BenchConfig
     evalsets: dict[str, EvalSet]
     texts: list[str]
     images: list
     inputs: FootprintInputs
     reference: dict[str, Any] = field(default_factory=dict)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeret bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--head-path", type=Path, required=True, help="the stand-in teacher's fitted image head")
-    parser.add_argument("--teacher-cache", type=Path, nargs="*", default=[], help="teacher cache folders to reuse")
-    parser.add_argument("--bundle", nargs="*", default=[], metavar="NAME=DIR", help="bundles, e.g. student-int8=DIR")
-    parser.add_argument("--teacher-onnx", type=Path, metavar="DIR",
-                        help="add the teacher-onnx row; its bundle is exported here once and reused")
-    parser.add_argument("--peer", action="store_true", help="add the peer-st-minilm row (text->text)")
-    parser.add_argument("--gme-arch", action="store_true", help="add the gme2b-arch row (slow: a few minutes, ~10 GB)")
-    parser.add_argument("--gme-dtype", default="float32", choices=("float32", "bfloat16"),
-                        help="gme2b-arch dtype (GME's CPU default is float32)")
-    parser.add_argument("--gme-repeats", type=int, nargs=2, default=[5, 2], metavar=("TEXT", "IMAGE"),
-                        help="timed gme2b-arch runs per thread count after one warm-up")
-    parser.add_argument("--no-matryoshka", action="store_true", help="skip the variant@dim rows")
-    parser.add_argument("--no-footprint", action="store_true", help="skip the fresh-process cost columns")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    return parser
+    def footprint(self, kind: str, path: str | None) -> dict | None:
+        """The fresh-process footprint of a variant, unless the config turns it off."""
+        return footprint(self.inputs, kind, path) if self.config.footprint else None
 
 
 def _teacher_bytes(teacher: Any) -> int:
@@ -107,12 +116,13 @@ def _finish(rows: list[dict], cost: dict, extra: dict, foot: dict | None) -> lis
             for row in rows]
 
 
-def measure_teacher(teacher: Any, args: argparse.Namespace, ctx: Context) -> list[dict]:
+def measure_teacher(teacher: Any, ctx: Context) -> list[dict]:
     """teacher-torch rows; sets ``ctx.reference`` (the teacher's top-10 per task)."""
-    memo = teacher_memo(args.teacher_cache) if args.teacher_cache else {}
+    caches = ctx.config.teacher_cache
+    memo = teacher_memo(list(caches)) if caches else {}
     rows, ctx.reference = accuracy_rows("teacher-torch", embed_tasks(teacher, ctx.evalsets, memo), ctx.evalsets, None)
     cost = cost_of(lambda n: open_encoder("teacher-torch", None, n, cached=teacher), ctx.texts, ctx.images)
-    foot = None if args.no_footprint else footprint(ctx.inputs, "teacher-torch", str(args.head_path))
+    foot = ctx.footprint("teacher-torch", str(ctx.config.head_path))
     modules = (teacher.text_model, teacher.image_model)
     params = sum(p.numel() for m in modules for p in m.parameters())
     params += teacher.head_weight.numel() + teacher.head_bias.numel()
@@ -121,11 +131,9 @@ def measure_teacher(teacher: Any, args: argparse.Namespace, ctx: Context) -> lis
     return _finish(rows, cost, extra, foot)
 
 
-def shipped_bytes(retriever) -> int:
+def shipped_bytes(retriever: Retriever) -> int:
     """Bytes of the bundle as the runtime uses it: every file except the tower twins it did not load
     (``.onnx`` vs ``.ort``) and the operator list for minimal builds (a build-time file)."""
-    from edgeret.runtime.bundle import OPERATOR_CONFIG
-
     manifest = retriever.manifest
     encoders = [e for e in (retriever.text_encoder, retriever.image_encoder) if e is not None]
     loaded = {e.model_file for e in encoders}
@@ -135,86 +143,90 @@ def shipped_bytes(retriever) -> int:
     return sum(entry["bytes"] for name, entry in manifest.data["files"].items() if name not in skip)
 
 
-def measure_bundle(name: str, path: str, args: argparse.Namespace, ctx: Context, note: str | None = None) -> list[dict]:
+def measure_bundle(name: str, path: str, ctx: Context, note: str | None = None) -> list[dict]:
     """Rows of one bundle through the runtime, plus its Matryoshka rows."""
     retriever = open_encoder("bundle", path, threads=None)
     embeddings = embed_tasks(retriever, ctx.evalsets)
     rows, _ = accuracy_rows(name, embeddings, ctx.evalsets, ctx.reference)
     images = ctx.images if has_images(retriever) else None
     cost = cost_of(lambda n: open_encoder("bundle", path, n), ctx.texts, images)
-    foot = None if args.no_footprint else footprint(ctx.inputs, "bundle", path)
+    foot = ctx.footprint("bundle", path)
     extra = {"model_bytes": shipped_bytes(retriever), "note": note}
     out = _finish(rows, cost, extra, foot)
     full = retriever.manifest.dim
-    for dim in [] if args.no_matryoshka else [d for d in retriever.manifest.matryoshka_dims if d < full]:
+    dims = [d for d in retriever.manifest.matryoshka_dims if d < full] if ctx.config.matryoshka else []
+    for dim in dims:
         sub, _ = accuracy_rows(f"{name}@{dim}", truncated(embeddings, dim), ctx.evalsets, ctx.reference)
         out += _finish(sub, cost, {**extra, "cost_of": name}, foot)
     return out
 
 
-def measure_peer(ctx: Context, args: argparse.Namespace) -> list[dict]:
+def measure_peer(ctx: Context) -> list[dict]:
     """peer-st-minilm: sentence-transformers all-MiniLM-L6-v2 on torch, text->text only."""
     peer = open_encoder("peer-st", None)
     evalsets = {"t2t": ctx.evalsets["t2t"]}
     rows, _ = accuracy_rows("peer-st-minilm", embed_tasks(peer, evalsets), evalsets, ctx.reference)
     cost = cost_of(lambda n: open_encoder("peer-st", None, n, cached=peer), ctx.texts, None)
-    foot = None if args.no_footprint else footprint(ctx.inputs, "peer-st", None)
+    foot = ctx.footprint("peer-st", None)
     params = sum(p.numel() for p in peer.model.parameters())
     return _finish(rows, cost, {"model_bytes": params * 4, "params": params}, foot)
 
 
-def measure_teacher_onnx(teacher: Any, args: argparse.Namespace, ctx: Context) -> list[dict]:
+def measure_teacher_onnx(teacher: Any, ctx: Context) -> list[dict]:
     """teacher-onnx: export (or reuse) the teacher's fp32 ONNX bundle, check parity, measure it as a bundle."""
-    from edgeret.data.samples import real_images, real_texts
-
-    from .teacher_onnx import build_teacher_bundle
-
     texts = real_texts(64) + [" ".join(["long"] * 400)]
-    info = build_teacher_bundle(teacher, args.teacher_onnx, texts, real_images(16))
+    out = ctx.config.teacher_onnx
+    info = build_teacher_bundle(teacher, out, texts, real_images(16))
     parity = info["parity"]
     note = (f"fp32 ONNX of the stand-in teacher; parity vs torch: min cosine text {parity['text']['min_cosine']:.7f}, "
             f"image {parity['image']['min_cosine']:.7f}")
-    return measure_bundle("teacher-onnx", str(args.teacher_onnx), args, ctx, note=note)
+    return measure_bundle("teacher-onnx", str(out), ctx, note=note)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Measure every variant asked for; write summary.json / summary.md / pareto.png."""
-    args = build_parser().parse_args(argv)
-    evalsets = {task: load_eval(name) for task, name in TASK_SETS.items()}
+def _measure_variants(config: BenchConfig, evalsets: dict[str, EvalSet]) -> list[dict]:
+    """Every in-process variant (teacher, teacher-onnx, peer, bundles) on one set of inputs."""
     texts, images = latency_queries()
     with tempfile.TemporaryDirectory(prefix="edgeret-bench-") as tmp:
-        ctx = Context(evalsets, texts, images, FootprintInputs(Path(tmp), evalsets))
-        teacher = open_encoder("teacher-torch", str(args.head_path))
-        rows = _timed("teacher-torch", lambda t=teacher: measure_teacher(t, args, ctx))
-        if args.teacher_onnx:
-            rows += _timed("teacher-onnx", lambda t=teacher: measure_teacher_onnx(t, args, ctx))
+        ctx = Context(config, evalsets, texts, images, FootprintInputs(Path(tmp), evalsets))
+        teacher = open_encoder("teacher-torch", str(config.head_path))
+        rows = _timed("teacher-torch", lambda t=teacher: measure_teacher(t, ctx))
+        if config.teacher_onnx:
+            rows += _timed("teacher-onnx", lambda t=teacher: measure_teacher_onnx(t, ctx))
         del teacher
-        if args.peer:
-            rows += _timed("peer-st-minilm", lambda: measure_peer(ctx, args))
-        for spec in args.bundle:
-            name, _, path = spec.partition("=")
-            rows += _timed(name, lambda n=name, p=path: measure_bundle(n, p, args, ctx))
-    if args.gme_arch:
-        from .gme_arch import run_in_subprocess
+        if config.peer:
+            rows += _timed("peer-st-minilm", lambda: measure_peer(ctx))
+        for name, path in config.bundles:
+            rows += _timed(name, lambda n=name, p=path: measure_bundle(n, p, ctx))
+    return rows
 
-        result = _timed("gme2b-arch", lambda: run_in_subprocess(args.gme_dtype, *args.gme_repeats))
+
+def run_bench(config: BenchConfig) -> dict:
+    """Measure every variant ``config`` asks for; write summary.json / summary.md / pareto.png; returns the
+    summary (what summary.json holds)."""
+    evalsets = {task: load_eval(name) for task, name in TASK_SETS.items()}
+    rows = _measure_variants(config, evalsets)
+    if config.gme_arch:
+        result = _timed("gme2b-arch", lambda: measure_gme_arch(config.gme_dtype, *config.gme_repeats))
         rows += gme_rows(result, {task: dataset_of(evalset) for task, evalset in evalsets.items()})
     rows.sort(key=lambda r: ORDER.index(r["variant"]) if r["variant"] in ORDER else len(ORDER))
-    return write_results(rows, argv, args.out)
+    return write_results(rows, config.command, config.out)
 
 
 def _timed(name: str, fn: Callable[[], Any]) -> Any:
-    start = time.perf_counter()
+    watch = Stopwatch()
     result = fn()
-    logger.info("%s measured in %.0f s", name, time.perf_counter() - start)
+    logger.info("%s measured in %.0f s", name, watch.seconds)
     return result
 
 
-def write_results(rows: list[dict], argv: list[str] | None, out: Path) -> dict:
-    """summary.json in the DESIGN.md contract (plus latency ratios and notes), summary.md and the Pareto plot."""
+def write_results(rows: list[dict], command: str, out: Path) -> dict:
+    """summary.json in the DESIGN.md contract (plus latency ratios and notes), summary.md and the Pareto plot.
+
+    ``command`` is the command line that produced the run (e.g. ``invocation("edgeret bench", argv)``).
+    """
     threads = sorted({1, os.cpu_count() or 1})
     summary = {
-        "command": invocation("edgeret bench", argv), "created": now_iso(), "machine": machine_info(threads),
+        "command": command, "created": now_iso(), "machine": machine_info(threads),
         "versions": package_versions(("edgeret", "numpy", "onnxruntime", "torch", "transformers",
                                       "sentence-transformers", "hnswlib")),
         "rows": rows, "latency_ratios": latency_ratios(rows), "notes": NOTES,

@@ -12,7 +12,7 @@ In this order, all cores:
 4. index build per test corpus: embed the corpus and insert it into a fresh HNSW index (the runtime's
    ``VectorIndex``, M=16, ef_construction=200), in seconds.
 
-The spec (written by :func:`bench.costs.footprint`) names the variant (``kind``, ``path``, ``dim``), the
+The spec (written by :func:`edgeret.bench.costs.footprint`) names the variant (``kind``, ``path``, ``dim``), the
 first query, the batch inputs and the corpora. One JSON line goes to stdout.
 """
 
@@ -23,58 +23,43 @@ import time
 _T0 = time.perf_counter()
 
 import json  # noqa: E402 - after the cold-start clock
-import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from edgeret.data.timing import Stopwatch, percentiles, time_calls  # noqa: E402
+
+from .encoders import has_images, open_encoder  # noqa: E402
+from .memory import peak_rss_mb  # noqa: E402
+
 BATCH = 64
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process image in MB: ``VmHWM`` (Linux), else ``ru_maxrss``.
-
-    ``ru_maxrss`` survives ``exec``: a child started by a big process reports the parent's peak if it
-    stays below it. ``VmHWM`` belongs to the process's current address space, so it starts afresh.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+#: corpus kind -> the encoder method that embeds it
+EMBED = {"text": "embed_texts", "image": "embed_images"}
 
 
 def _items_per_s(fn: Any, n: int, runs: int = 3) -> float:
-    fn()  # warm-up (allocations, kernel choice)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / sorted(times)[len(times) // 2]
+    """Items per second of ``fn()`` (``n`` items): the median of ``runs`` timed calls after one warm-up."""
+    median_ms = percentiles(time_calls(fn, 1, repeats=runs, warmup=1), points=(50,))["p50"]
+    return n / (median_ms / 1e3)
 
 
 def _index_build(encoder: Any, corpus: dict[str, Any]) -> float:
     """Seconds to embed ``corpus`` and insert it into a fresh HNSW index."""
+    # lazy: after the cold-start measure (hnswlib is no part of a torch variant's start-up)
     from edgeret.runtime.bundle import INDEX_DEFAULTS
-    from edgeret.runtime.index import VectorIndex
+    from edgeret.runtime.index import VectorIndex  # lazy: as above
 
-    start = time.perf_counter()
+    watch = Stopwatch()
     items = corpus["items"]
-    emb = encoder.embed_images(items) if corpus["kind"] == "image" else encoder.embed_texts(items)
+    emb = getattr(encoder, EMBED[corpus["kind"]])(items)
     index = VectorIndex(emb.shape[1], space="cosine", M=INDEX_DEFAULTS["M"],
                         ef_construction=INDEX_DEFAULTS["ef_construction"])
     index.add([f"item-{i}" for i in range(len(items))], emb)
-    return time.perf_counter() - start
+    return watch.seconds
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Cold start, throughput, peak RSS and index builds of the variant in ``spec``."""
-    from .encoders import has_images, open_encoder
-
     encoder = open_encoder(spec["kind"], spec.get("path"), threads=None, dim=spec.get("dim"))
     encoder.embed_texts([spec["first_query"]])
     result: dict[str, Any] = {"cold_start_ms": (time.perf_counter() - _T0) * 1e3}
@@ -100,6 +85,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m edgeret.bench.footprint SPEC.json``: measure, print one JSON line, return the result."""
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     result = measure(spec)

@@ -2,7 +2,7 @@
 
 GME's weights cannot be downloaded here, so ``gme2b-arch`` builds Qwen2-VL-2B's architecture from its
 config (2.21B parameters), skips the (slow) weight initialisation, fills the weights with small random
-values, and times one embedding the way :class:`distill.teachers.gme.GmeTeacher` computes it (input
+values, and times one embedding the way :class:`edgeret.distill.teachers.gme.GmeTeacher` computes it (input
 embeddings, vision tower + ``masked_scatter`` for images, the decoder with GME's sequential positions,
 last-token pooling): a text query in GME's query template and one image at GME's default minimum
 resolution (256 visual tokens = 448x448 px). Accuracy is meaningless with random weights.
@@ -13,7 +13,8 @@ lengths are Qwen2's for GME's template: 14 system tokens for the query instructi
 image document (278 at 256 visual tokens).
 
 ``python -m edgeret.bench.gme_arch`` runs it in its own process (so its memory stays out of the other rows)
-and prints a JSON line; :func:`run_in_subprocess` calls that.
+and prints a JSON line; :func:`edgeret.bench.costs.measure_gme_arch` starts that process. This module is
+torch and transformers through and through: only that process and the tests import it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,22 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+from transformers.modeling_utils import no_init_weights
 
-from .footprint import peak_rss_mb
+from edgeret.data.openmoji import emojis
+from edgeret.data.render import render_emoji
+from edgeret.data.timing import Stopwatch, percentiles, time_calls
+from edgeret.distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize, last_token_pool, sequential_positions
+
+from .memory import peak_rss_mb
+from .rows import DTYPE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +62,6 @@ DEFAULT_INSTRUCTION_TOKENS = 6  # "You are a helpful assistant."
 
 def gme2b_config() -> Any:
     """``Qwen2VLConfig`` of GME-2B (Qwen2-VL-2B-Instruct)."""
-    from transformers import Qwen2VLConfig
-
     return Qwen2VLConfig(text_config=GME2B_TEXT, vision_config=GME2B_VISION, tie_word_embeddings=True,
                          **GME2B_TOKENS)
 
@@ -65,10 +71,6 @@ def build_random(config: Any, dtype: str = "float32", seed: int = 0, std: float 
 
     Norm weights are 1 and biases 0; non-persistent buffers (rotary frequencies) are computed as usual.
     """
-    import torch
-    from transformers import Qwen2VLForConditionalGeneration
-    from transformers.modeling_utils import no_init_weights
-
     torch_dtype = getattr(torch, dtype)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch_dtype)
@@ -98,8 +100,6 @@ def _ordinary(config: Any, n: int, rng: np.random.Generator) -> list[int]:
 
 def text_inputs(config: Any, query_tokens: int = 16, seed: int = 0) -> dict[str, Any]:
     """A text query in GME's query template (random ids, Qwen2's lengths); batch of one."""
-    import torch
-
     n = 3 + QUERY_INSTRUCTION_TOKENS + 2 + 3 + query_tokens + 2 + 4
     ids = torch.tensor([_ordinary(config, n, np.random.default_rng(seed))])
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -107,11 +107,6 @@ def text_inputs(config: Any, query_tokens: int = 16, seed: int = 0) -> dict[str,
 
 def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int = 1280, seed: int = 0) -> dict:
     """One image document as GME prepares it: fetch resize, Qwen2-VL smart resize and patches, template ids."""
-    import torch
-    from transformers import Qwen2VLImageProcessor
-
-    from edgeret.distill.teachers.gme import PIXELS_PER_TOKEN, fetch_resize
-
     merge = int(config.vision_config.spatial_merge_size)
     patch = int(config.vision_config.patch_size)
     processor = Qwen2VLImageProcessor(min_pixels=min_tokens * PIXELS_PER_TOKEN, max_pixels=max_tokens *
@@ -129,10 +124,6 @@ def image_inputs(config: Any, image: Any, min_tokens: int = 256, max_tokens: int
 
 def embed(model: Any, inputs: dict[str, Any]) -> Any:
     """GME's embedding of one prepared batch (as ``GmeTeacher._encode``): un-normalised (B, hidden)."""
-    import torch
-
-    from edgeret.distill.teachers.gme import last_token_pool, sequential_positions
-
     with torch.inference_mode():
         input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
         embeds = model.get_input_embeddings()(input_ids)
@@ -150,31 +141,22 @@ def embed(model: Any, inputs: dict[str, Any]) -> Any:
 
 def time_ms(fn: Callable[[], Any], threads: int, repeats: int, warmup: int = 1) -> list[float]:
     """Wall times (ms) of ``fn()`` at ``threads`` torch threads after ``warmup`` calls."""
-    import torch
-
     torch.set_num_threads(threads)
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
+    return time_calls(fn, repeats, warmup=warmup)
 
 
 def _stats(samples: list[float]) -> dict[str, float]:
-    return {"p50": float(np.percentile(samples, 50)), "p95": float(np.percentile(samples, 95)), "n": len(samples)}
+    return {**percentiles(samples), "n": len(samples)}
 
 
 def measure(config: Any, image: Any, dtype: str = "float32", threads: tuple[int, ...] = (1,), text_repeats: int = 5,
             image_repeats: int = 2, image_tokens: int = 256, query_tokens: int = 16) -> dict[str, Any]:
     """Build the random model from ``config`` and time a text query and an image; returns the numbers."""
-    start = time.perf_counter()
+    watch = Stopwatch()
     model = build_random(config, dtype)
     result: dict[str, Any] = {
         "params": int(sum(p.numel() for p in model.parameters())), "dtype": dtype,
-        "build_s": time.perf_counter() - start, "query_tokens": query_tokens, "image_tokens": image_tokens,
+        "build_s": watch.seconds, "query_tokens": query_tokens, "image_tokens": image_tokens,
         "embedding_dim": int(config.text_config.hidden_size),
     }
     text = text_inputs(config, query_tokens)
@@ -205,28 +187,13 @@ def _image_px(inputs: dict[str, Any], config: Any) -> list[int]:
 
 def sample_image() -> Any:
     """A real rendered emoji (224 px; GME's smart resize scales it up to its minimum resolution)."""
-    from edgeret.data.openmoji import emojis
-    from edgeret.data.render import render_emoji
-
     return render_emoji(emojis("val")[0].text)
-
-
-def run_in_subprocess(dtype: str = "float32", text_repeats: int = 5, image_repeats: int = 2,
-                      timeout: float = 1800) -> dict[str, Any]:
-    """``measure`` of GME-2B in a fresh Python process (its ~9 GB stay out of this one); returns the JSON."""
-    cmd = [sys.executable, "-m", "edgeret.bench.gme_arch", "--dtype", dtype, "--text-repeats", str(text_repeats),
-           "--image-repeats", str(image_repeats)]
-    logger.info("gme2b-arch: %s", " ".join(cmd))
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"gme2b-arch subprocess failed ({out.returncode}): {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time GME-2B's architecture at 1 thread and all cores; print one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m edgeret.bench.gme_arch", description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPE_BYTES))
     parser.add_argument("--text-repeats", type=int, default=5)
     parser.add_argument("--image-repeats", type=int, default=2)
     args = parser.parse_args(argv)

@@ -1,4 +1,8 @@
-"""The Pareto plot of ``edgeret bench``: Recall@10 against 1-thread query latency, one panel per task."""
+"""The plots of the studies: ``edgeret bench``'s Pareto plot (Recall@10 against 1-thread query latency, one
+panel per task) and ``edgeret ann-study``'s recall/latency curves.
+
+matplotlib (the ``bench`` extra) is imported when a plot is drawn; without it the studies write no plot.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,34 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .tasks import QUERY_KIND, TASK_TITLES
+
 logger = logging.getLogger(__name__)
 
-TASK_TITLES = {"t2i": "text -> image (OpenMoji)", "i2t": "image -> text (OpenMoji)", "t2t": "text -> text (WordNet)"}
 LATENCY_ONLY = "gme2b-arch"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, or None (with a warning) when matplotlib is missing."""
     try:
-        import matplotlib
+        import matplotlib  # lazy: optional (the bench extra), and slow to import
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: after choosing the backend
     except ImportError:  # pragma: no cover - bench extra missing
         logger.warning("matplotlib is not installed (pip install 'edgeret[bench]'): no plot")
         return None
     return plt
+
+
+def _log_axis(ax: Any, minor_labels: bool = False) -> None:
+    """A log x axis with plain-number tick labels."""
+    import matplotlib.ticker  # lazy: only once pyplot() found matplotlib
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    minor = matplotlib.ticker.FormatStrFormatter("%g") if minor_labels else matplotlib.ticker.NullFormatter()
+    ax.xaxis.set_minor_formatter(minor)
 
 
 def _colour(variant: str) -> str:
@@ -32,8 +48,6 @@ def _colour(variant: str) -> str:
 
 
 def _panel(ax: Any, rows: list[dict], task: str) -> None:
-    import matplotlib.ticker
-
     for row in rows:
         x, y, name = row.get("query_ms_p50_1t"), row.get("recall@10"), row["variant"]
         if row["task"] != task or not x:
@@ -49,11 +63,9 @@ def _panel(ax: Any, rows: list[dict], task: str) -> None:
         else:
             ax.scatter([x], [y], color=_colour(name), s=50, zorder=4, label=name, edgecolors="black",
                        linewidths=0.4)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _log_axis(ax)
     ax.set_title(TASK_TITLES.get(task, task), fontsize=10)
-    ax.set_xlabel(f"{'image' if task == 'i2t' else 'text'} query p50, 1 thread, ms (log)")
+    ax.set_xlabel(f"{QUERY_KIND.get(task, 'text')} query p50, 1 thread, ms (log)")
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -62,7 +74,7 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
 
     Matryoshka rows (``variant@dim``) are small dots next to their bundle, labelled ``@dim``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return
     tasks = [t for t in TASK_TITLES if any(r["task"] == t for r in rows)]
@@ -78,5 +90,31 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8,
                frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def ann_plot(summary: dict, path: Path) -> None:
+    """Recall@10 against 1-thread query latency, one curve per size, points labelled with ef_search."""
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for r in summary["sizes"]:
+        xs = [s["query_ms_p50_1t"] for s in r["sweep"]]
+        ys = [s["recall@10"] for s in r["sweep"]]
+        ax.plot(xs, ys, marker="o", label=f"{r['size']:,} vectors")
+        for s in r["sweep"]:
+            ax.annotate(str(s["ef_search"]), (s["query_ms_p50_1t"], s["recall@10"]), fontsize=7,
+                        xytext=(3, -9), textcoords="offset points")
+    _log_axis(ax, minor_labels=True)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("query latency p50, 1 thread, ms (log); labels: ef_search")
+    ax.set_ylabel("recall@10 vs exact search")
+    dim = summary["sizes"][0]["dim"]
+    ax.set_title(f"hnswlib M={summary['M']}, ef_construction={summary['ef_construction']}, d={dim}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -9,12 +9,18 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.data.catalog import QUERY_INSTRUCTIONS
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import embed_items, score_evalset
+from edgeret.distill.cache import load_cache
+from edgeret.runtime.vectors import truncate
+
+from .tasks import QUERY_KIND
 
 logger = logging.getLogger(__name__)
 
-TASK_SETS = {"t2i": "openmoji-test-t2i", "i2t": "openmoji-test-i2t", "t2t": "wordnet-test-t2t"}
+#: bytes per parameter of each dtype gme2b-arch can be built in (its ``--dtype`` choices)
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "teacher_overlap@10")
 LATENCY = tuple(f"{m}_query_ms_{p}_{t}" for m in ("text", "image") for t in ("1t", "all") for p in ("p50", "p95"))
 QUERY = ("query_ms_p50_1t", "query_ms_p95_1t", "query_ms_p50_all", "query_ms_p95_all")
@@ -29,10 +35,7 @@ Embeddings = dict[str, tuple[np.ndarray, np.ndarray]]
 
 def teacher_memo(cache_dirs: list[Path]) -> dict:
     """Embeddings from the caches of an instruction-free teacher (the stand-in), keyed like
-    ``bench.evaluate.embed_items``'s memo: each row serves the item under any instruction."""
-    from edgeret.data.catalog import QUERY_INSTRUCTIONS
-    from edgeret.distill.cache import load_cache
-
+    :func:`edgeret.data.scoring.embed_items`'s memo: each row serves the item under any instruction."""
     memo: dict = {}
     for cache_dir in cache_dirs:
         cache = load_cache(cache_dir)
@@ -52,8 +55,6 @@ def embed_tasks(encoder: Any, evalsets: dict[str, EvalSet], memo: dict | None = 
 
 def truncated(embeddings: Embeddings, dim: int) -> Embeddings:
     """Matryoshka prefix of every embedding, renormalised (as the runtime's ``dim=``)."""
-    from edgeret.runtime.vectors import truncate
-
     return {task: (truncate(q, dim), truncate(c, dim)) for task, (q, c) in embeddings.items()}
 
 
@@ -79,7 +80,7 @@ def dataset_of(evalset: EvalSet) -> str:
 
 def with_cost(row: dict, cost: dict[str, Any]) -> dict:
     """Add the cost columns; ``query_ms_*`` is the latency of this task's query modality."""
-    modality = "image" if row["task"] == "i2t" else "text"
+    modality = QUERY_KIND.get(row["task"], "text")
     row.update(cost)
     for key in ("p50_1t", "p95_1t", "p50_all", "p95_all"):
         row[f"query_ms_{key}"] = cost.get(f"{modality}_query_ms_{key}")
@@ -94,9 +95,9 @@ def complete(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def gme_rows(result: dict[str, Any], datasets: dict[str, str]) -> list[dict[str, Any]]:
-    """``gme2b-arch`` rows (one per task, accuracy null) from :func:`bench.gme_arch.measure`'s result."""
+    """``gme2b-arch`` rows (one per task, accuracy null) from :func:`edgeret.bench.gme_arch.measure`'s result."""
     cost = {k: result.get(k) for k in LATENCY}
-    element = 2 if result["dtype"] == "bfloat16" else 4
+    element = DTYPE_BYTES[result["dtype"]]
     note = (f"Qwen2-VL-2B architecture, random weights, {result['dtype']}; text query {result['text_sequence']} "
             f"tokens, image {result['image_px'][0]}x{result['image_px'][1]} px ({result['image_tokens']} visual "
             f"tokens, {result['image_sequence']} tokens); p50 of {result['text_repeats']} text / "

@@ -12,6 +12,7 @@ Parity is end to end: torch teacher (HF tokenizer, torch preprocessing) vs the r
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -22,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+
+from edgeret.distill.teachers.standin import mean_pool, minilm_path
+from edgeret.runtime.bundle import write_manifest
+from edgeret.runtime.retriever import Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -30,42 +37,41 @@ MIN_COSINE = 0.9999
 INFO_FILE = "export_info.json"
 
 
-def _modules(teacher: Any) -> tuple[Any, Any]:
+class TeacherText(nn.Module):
+    """MiniLM -> mean pooling -> L2 norm, from ``input_ids`` and ``attention_mask``."""
+
+    def __init__(self, bert: nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, dim) embeddings."""
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+
+class TeacherImage(nn.Module):
+    """Image trunk -> the fitted linear head -> L2 norm, from ``pixel_values``."""
+
+    def __init__(self, trunk: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(weight.shape[1], weight.shape[0])
+        self.head.weight.data, self.head.bias.data = weight.clone(), bias.clone()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, dim) embeddings."""
+        return nn.functional.normalize(self.head(self.trunk(pixel_values)), dim=-1)
+
+
+def _modules(teacher: Any) -> tuple[TeacherText, TeacherImage]:
     """torch modules (text, image) computing the teacher's normalised embeddings from model inputs."""
-    import copy
-
-    import torch
-    from torch import nn
-
-    from edgeret.distill.teachers.standin import mean_pool
-
-    class TeacherText(nn.Module):
-        def __init__(self, bert: nn.Module) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
-            return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
-
-    class TeacherImage(nn.Module):
-        def __init__(self, trunk: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
-            super().__init__()
-            self.trunk = trunk
-            self.head = nn.Linear(weight.shape[1], weight.shape[0])
-            self.head.weight.data, self.head.bias.data = weight.clone(), bias.clone()
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return nn.functional.normalize(self.head(self.trunk(pixel_values)), dim=-1)
-
     trunk = copy.deepcopy(teacher.image_model).to(memory_format=torch.contiguous_format).eval()
     return TeacherText(teacher.text_model).eval(), TeacherImage(trunk, teacher.head_weight, teacher.head_bias).eval()
 
 
 def _export(module: Any, args: tuple, path: Path, inputs: Sequence[str], axes: dict) -> None:
-    import torch
-
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about python-side shape branches
         torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=["embeddings"],
@@ -76,8 +82,6 @@ def _export(module: Any, args: tuple, path: Path, inputs: Sequence[str], axes: d
 
 def export_onnx(teacher: Any, out: Path) -> None:
     """Write ``text_encoder.onnx`` and ``image_encoder.onnx`` of ``teacher`` into ``out``."""
-    import torch
-
     text, image = _modules(teacher)
     ids = torch.tensor([[101, 2023, 2003, 1037, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
     mask = (ids != 0).long()  # a padded row, so the mask path is traced
@@ -101,8 +105,6 @@ def cosine_parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def check_parity(teacher: Any, bundle: Path, texts: Sequence[str], images: Sequence[Any],
                  min_cosine: float = MIN_COSINE) -> dict[str, dict[str, float]]:
     """Torch teacher vs the runtime on ``bundle``; raises AssertionError below ``min_cosine``."""
-    from edgeret.runtime.retriever import Retriever
-
     retriever = Retriever.open(bundle, threads=1, verify="size")
     parity = {"text": cosine_parity(teacher.embed_texts(list(texts), batch_size=7),
                                     retriever.embed_texts(list(texts), batch_size=7)),
@@ -136,9 +138,6 @@ def build_teacher_bundle(teacher: Any, out: str | Path, texts: Sequence[str], im
 
     ``texts`` / ``images`` are the parity inputs. Returns the export info (head sha256, parity).
     """
-    from edgeret.distill.teachers.standin import minilm_path
-    from edgeret.runtime.bundle import write_manifest
-
     out, head_sha = Path(out), _head_sha256(teacher)
     info = None if force else cached_info(out, head_sha)
     if info is not None:

@@ -1,19 +1,22 @@
 """Held-out quality of a teacher: Recall@1/5/10, MRR@10, nDCG@10 on OpenMoji and WordNet test splits.
 
-``edgeret teacher-quality [--teacher standin|gme] [--out bench/results]`` prints a markdown table and
-writes ``teacher_quality.json`` and ``teacher_quality.md``.
+:func:`run_teacher_quality` writes ``teacher_quality.json`` and ``teacher_quality.md`` (a markdown
+table); ``edgeret teacher-quality`` (:mod:`edgeret.cli.teacher_quality`) is its command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeret.data.catalog import load_eval
-from edgeret.data.results import invocation, machine_info, markdown_table, now_iso, package_versions, write_json
+from edgeret.data.results import machine_info, markdown_table, now_iso, package_versions, write_json
 from edgeret.data.scoring import evaluate_encoder
+from edgeret.data.timing import Stopwatch
+
+from .rows import teacher_memo
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +30,9 @@ DEFAULT_SETS = (
 COLUMNS = ["dataset", "task", "queries", "corpus", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
 
 
-def measure_teacher(
-    teacher, sets: tuple[str, ...] = DEFAULT_SETS, progress: bool = True, memo: dict | None = None
-) -> list[dict]:
-    """Evaluate ``teacher`` on each named eval set; embeddings shared across sets are computed once.
+def measure_teacher_quality(teacher: Any, sets: Sequence[str] = DEFAULT_SETS, progress: bool = True,
+                            memo: dict | None = None) -> list[dict]:
+    """One row per named eval set; embeddings shared across sets are computed once.
 
     ``memo`` may hold embeddings already computed (e.g. from the teacher's cache).
     """
@@ -38,7 +40,7 @@ def measure_teacher(
     rows = []
     for name in sets:
         evalset = load_eval(name)
-        start = time.time()
+        watch = Stopwatch()
         metrics, _ = evaluate_encoder(teacher, evalset, progress=progress, memo=memo)
         rows.append(
             {
@@ -47,48 +49,38 @@ def measure_teacher(
                 "queries": len(evalset.queries),
                 "corpus": len(evalset.corpus),
                 **metrics,
-                "seconds": round(time.time() - start, 1),
+                "seconds": round(watch.seconds, 1),
             }
         )
         logger.info("%s %s: R@10 %.3f", evalset.name, evalset.task, metrics["recall@10"])
     return rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeret teacher-quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="standin", choices=["standin", "gme"])
-    parser.add_argument("--head-path", type=Path, help="stand-in image head file (fitted there if missing)")
-    parser.add_argument("--model-path", help="local GME folder (for --teacher gme)")
-    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), help="evaluation sets to run")
-    parser.add_argument("--teacher-cache", type=Path, nargs="*", default=[], help="reuse these teacher caches")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
-    return parser
+def run_teacher_quality(teacher: Any, sets: Sequence[str] = DEFAULT_SETS, teacher_cache: Sequence[Path] = (),
+                        out: Path = Path("bench/results"), command: str = "edgeret teacher-quality") -> dict:
+    """Measure ``teacher`` and write ``teacher_quality.json`` / ``.md`` into ``out``; returns the JSON's content.
 
-
-def main(argv: list[str] | None = None, teacher=None) -> list[dict]:
-    """Entry point; returns the result rows. ``teacher`` reuses an already loaded teacher."""
-    args = build_parser().parse_args(argv)
-    if teacher is None:
-        from edgeret.distill.teachers import load_teacher
-
-        teacher = load_teacher(args.teacher, model_path=args.model_path, head_path=args.head_path)
-    memo = None
-    if args.teacher_cache and args.teacher == "standin":  # GME's query instructions are not in its cache
-        from .compare import teacher_memo
-
-        memo = teacher_memo(args.teacher_cache)
-    rows = measure_teacher(teacher, tuple(args.sets), memo=memo)
-    table = markdown_table(rows, COLUMNS)
+    ``teacher_cache``: caches of this teacher whose embeddings are reused; only for an instruction-free
+    teacher such as the stand-in (a cache row then serves its item under any query instruction).
+    ``command`` is the command line recorded in the files.
+    """
+    memo = teacher_memo(list(teacher_cache)) if teacher_cache else None
+    rows = measure_teacher_quality(teacher, tuple(sets), memo=memo)
     result = {
-        "command": invocation("edgeret teacher-quality", argv),
+        "command": command,
         "created": now_iso(),
         "machine": machine_info(),
         "versions": package_versions(),
         "teacher": teacher.describe(),
         "rows": rows,
     }
-    write_json(args.out / "teacher_quality.json", result)
-    header = f"Teacher `{teacher.id}` on held-out splits (`{result['command']}`):\n\n"
-    (args.out / "teacher_quality.md").write_text(header + table + "\n", encoding="utf-8")
-    print(header + table)
-    return rows
+    write_json(out / "teacher_quality.json", result)
+    markdown = quality_markdown(teacher.id, command, rows)
+    (out / "teacher_quality.md").write_text(markdown + "\n", encoding="utf-8")
+    logger.info("wrote %s\n%s", out / "teacher_quality.json", markdown)
+    return result
+
+
+def quality_markdown(teacher_id: str, command: str, rows: list[dict]) -> str:
+    """The header line and the table of ``teacher_quality.md``."""
+    return f"Teacher `{teacher_id}` on held-out splits (`{command}`):\n\n" + markdown_table(rows, COLUMNS)

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeret.bench.ann_study import main
+from edgeret.bench.ann_study import AnnStudyOptions, run_ann_study
 from edgeret.bench.ann_vectors import collection, exact_topk, random_centres, recall_at_k, split_queries, synthetic
+from edgeret.cli import ann_study as cli
 
 
 def test_exact_topk_matches_a_full_sort():
@@ -49,8 +50,8 @@ def test_collection_keeps_real_first_and_held_out_queries_apart():
 
 
 def test_study_on_tiny_sizes(tmp_path):
-    summary = main(["--sizes", "1500", "3000", "--queries", "40", "--ef", "10", "320", "--dim", "32",
-                    "--out", str(tmp_path)])
+    summary = run_ann_study(cli.parse_options(["--sizes", "1500", "3000", "--queries", "40", "--ef", "10", "320",
+                                               "--dim", "32", "--out", str(tmp_path)]))
     assert [r["size"] for r in summary["sizes"]] == [1500, 3000]
     for result in summary["sizes"]:
         by_ef = {s["ef_search"]: s for s in result["sweep"]}
@@ -61,3 +62,20 @@ def test_study_on_tiny_sizes(tmp_path):
     assert json.loads((tmp_path / "ann.json").read_text())["M"] == 16
     assert "ef_search" in (tmp_path / "ann.md").read_text()
     assert (tmp_path / "ann.png").stat().st_size > 1000
+
+
+def test_the_command_line_builds_the_options_and_prints_one_line(tmp_path, monkeypatch, capsys):
+    seen = []
+    sweep = [{"ef_search": 10, "recall@10": 0.5, "query_ms_p50_1t": 0.1},
+             {"ef_search": 320, "recall@10": 0.99, "query_ms_p50_1t": 0.9}]
+    monkeypatch.setattr(cli, "run_ann_study", lambda options: seen.append(options) or {"sizes": [
+        {"size": 1500, "sweep": sweep}]})
+    assert cli.main(["--sizes", "1500", "--M", "8", "--out", str(tmp_path)]) == 0
+    (options,) = seen
+    assert options == AnnStudyOptions(sizes=(1500,), M=8, out=tmp_path,
+                                      command=f"edgeret ann-study --sizes 1500 --M 8 --out {tmp_path}")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "1,500: recall@10 0.990 at ef 320" in out
+    defaults = cli.parse_options([])
+    assert defaults.sizes == (100_000, 1_000_000) and defaults.ef == (10, 20, 40, 80, 160, 320)
+    assert defaults.queries == 1000 and defaults.ef_construction == 100 and defaults.bundle is None

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from edgeret.bench.compare import build_parser, write_results
+from edgeret.bench.compare import BenchConfig, Context, measure_bundle, write_results
 from edgeret.bench.rows import COLUMNS, METRICS, accuracy_rows, complete, gme_rows, truncated, with_cost
 from edgeret.bench.tables import latency_ratios, overview
+from edgeret.cli import bench as cli
+from edgeret.cli.bench import build_parser
 from edgeret.data.evalset import EvalSet
 from edgeret.data.items import CorpusItem
+from edgeret.data.results import invocation
 
 #: the row keys DESIGN.md's results contract names
 CONTRACT = ("variant", "task", "dataset", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10",
@@ -87,7 +91,7 @@ def test_gme_rows_have_null_accuracy_and_latency():
 
 def test_summary_json_follows_the_contract(tmp_path):
     rows = _student_rows() + gme_rows(_gme_result(), {"t2i": "o", "i2t": "o", "t2t": "w"})
-    summary = write_results(rows, ["--head-path", "h", "--gme-arch"], tmp_path)
+    summary = write_results(rows, invocation("edgeret bench", ["--head-path", "h", "--gme-arch"]), tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())
     assert data == json.loads(json.dumps(summary))
     assert data["command"] == "edgeret bench --head-path h --gme-arch"
@@ -107,6 +111,36 @@ def test_parser_has_the_new_rows():
     assert args.peer and args.gme_arch and str(args.teacher_onnx) == "t" and args.gme_repeats == [5, 2]
 
 
+def test_the_command_line_builds_the_config_and_prints_one_line(tmp_path, monkeypatch, capsys):
+    argv = ["--head-path", "h", "--teacher-cache", "c1", "c2", "--bundle", "int8=b/int8", "fp32=b/fp32", "--peer",
+            "--gme-repeats", "3", "1", "--no-matryoshka", "--out", str(tmp_path)]
+    seen = []
+    monkeypatch.setattr(cli, "run_bench", lambda config: seen.append(config) or {"rows": _student_rows()})
+    assert cli.main(argv) == 0
+    (config,) = seen
+    assert config == BenchConfig(head_path=Path("h"), teacher_cache=(Path("c1"), Path("c2")),
+                                 bundles=(("int8", "b/int8"), ("fp32", "b/fp32")), peer=True, gme_repeats=(3, 1),
+                                 matryoshka=False, out=tmp_path, command=invocation("edgeret bench", argv))
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "1 variants (student-int8), 3 rows" in out
+    defaults = cli.parse_config(["--head-path", "h"])
+    assert defaults.footprint and defaults.matryoshka and defaults.out == Path("bench/results")
+    assert defaults.gme_dtype == "float32" and defaults.gme_repeats == (5, 2) and defaults.bundles == ()
+
+
+def test_a_config_made_in_code_has_its_command_line():
+    config = BenchConfig(head_path=Path("h"), teacher_cache=(Path("c1"), Path("c2")), out=Path("r"),
+                         teacher_onnx=Path("t"), peer=True, gme_arch=True, bundles=(("int8", "b/int8"),))
+    argv = cli.argv_of(config)
+    assert argv == ["--head-path", "h", "--teacher-cache", "c1", "c2", "--out", "r", "--teacher-onnx", "t", "--peer",
+                    "--gme-arch", "--bundle", "int8=b/int8"]  # the order edgeret demo has always recorded
+    assert cli.parse_config(argv) == BenchConfig(**{**config.__dict__, "command": invocation("edgeret bench", argv)})
+    other = BenchConfig(head_path=Path("h"), gme_dtype="bfloat16", gme_repeats=(1, 1), matryoshka=False,
+                        footprint=False)
+    assert cli.parse_config(cli.argv_of(other)).__dict__ == {**other.__dict__, "command": "edgeret bench " + " ".join(
+        cli.argv_of(other))}
+
+
 def test_shipped_bytes_count_the_loaded_twin_only():
     from edgeret.bench.compare import shipped_bytes
     from edgeret.runtime.retriever import Retriever
@@ -118,3 +152,17 @@ def test_shipped_bytes_count_the_loaded_twin_only():
     for fmt, suffix in (("ort", ".ort"), ("onnx", ".onnx")):
         r = Retriever.open(fixture, threads=1, model_format=fmt)
         assert shipped_bytes(r) == common + files[f"text_encoder{suffix}"] + files[f"image_encoder{suffix}"]
+
+
+def test_a_bundle_and_its_matryoshka_dims_are_measured_through_the_runtime():
+    fixture = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    ctx = Context(BenchConfig(head_path=Path("h"), footprint=False), {"t2t": _evalset()}, ["a red apple", "a cat"],
+                  [image], inputs=None)
+    rows = measure_bundle("tiny", str(fixture), ctx, note="toy")
+    assert [(r["variant"], r["dim"]) for r in rows] == [("tiny", 32), ("tiny@8", 8), ("tiny@16", 16)]
+    for row in rows:
+        assert list(row)[: len(COLUMNS)] == list(COLUMNS) and row["note"] == "toy" and row["cold_start_ms"] is None
+        assert row["text_query_ms_p50_1t"] > 0 and row["image_query_ms_p50_1t"] > 0
+        assert row["query_ms_p50_1t"] == row["text_query_ms_p50_1t"] and row["model_bytes"] > 0
+    assert [r["cost_of"] for r in rows] == [None, "tiny", "tiny"]
