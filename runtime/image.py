@@ -1,4 +1,13 @@
-"""Image tower: load anything image-like, :class:`ImagePreprocessor` it, run the ONNX encoder."""
+"""Image tower: load anything image-like, :class:`ImagePreprocessor` it, run the ONNX encoder.
+
+Decoding is bounded before any pixel is decoded: from the header's size and mode, the decoded memory is
+estimated (bytes per pixel: 1 for ``L``, 2 for ``1``, 3 for ``I;16``, 4 for ``RGB``, 5 for ``P``/``I``/``F``,
+8 otherwise -- the decoded image plus its RGB conversion). Above :data:`MAX_DECODE_BYTES` a JPEG is decoded
+at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, ``Image.draft``), the smallest reduction that fits; any
+other image is refused with a ValueError that names it. Pillow's decompression-bomb limit still applies
+first. EPS files are never opened (Pillow would run Ghostscript). Every failure of a decoder on a hostile
+file is a ValueError naming the item.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +22,12 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
+from ._fs import is_regular_file
 from ._progress import progress_bar
 from .bundle import model_files
+from .errors import BundleError, shorten
 from .preprocess import ImagePreprocessor
-from .sessions import check_io, create_first_session, input_dtype
+from .sessions import check_io, create_first_session, input_dtype, run_session, static_input_shape
 from .text import _checked
 
 logger = logging.getLogger(__name__)
@@ -30,19 +41,72 @@ AUTO_FIRST = "onnx"
 #: what ``embed_images``/``add_images`` accept per item
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+#: decoded pixel memory an image may need (see the module docstring)
+MAX_DECODE_BYTES = 160 << 20
+_BYTES_PER_PIXEL = {"L": 1, "1": 2, "I;16": 3, "I;16B": 3, "I;16L": 3, "RGB": 4, "P": 5, "I": 5, "F": 5}
+_DRAFTABLE = ("JPEG", "MPO")
+_NEVER_OPEN = {"EPS"}  # Pillow hands EPS to Ghostscript
 
 
-def _decode(source: Any, name: str) -> Image.Image:
-    """Open and fully decode an image file or buffer (so truncation is detected here, not later)."""
+def _formats() -> list[str]:
+    Image.init()
+    return [name for name in Image.OPEN if name not in _NEVER_OPEN]
+
+
+def decoded_bytes(image: Image.Image) -> int:
+    """The estimated memory of decoding ``image`` (an opened, not yet loaded file) and converting it to RGB."""
+    return image.width * image.height * _BYTES_PER_PIXEL.get(image.mode, 8)
+
+
+def _fit_budget(image: Image.Image, name: str, budget: int) -> None:
+    """Reduce a JPEG's decode scale until it fits ``budget``, or raise ValueError (nothing is decoded here)."""
+    need = decoded_bytes(image)
+    if need <= budget:
+        return
+    if image.format in _DRAFTABLE:
+        for scale in (2, 4, 8):
+            if need <= budget * scale * scale:
+                width, height = image.size
+                image.draft(None, (max(1, width // scale), max(1, height // scale)))
+                logger.info("%s: %dx%d JPEG decoded at 1/%d scale (decode limit %d MiB)", name, width, height,
+                            scale, budget >> 20)
+                if decoded_bytes(image) <= budget:
+                    return
+                break
+    raise ValueError(f"{name}: a {image.width}x{image.height} {image.mode} image needs about {need >> 20} MiB to "
+                     f"decode, more than the {budget >> 20} MiB limit; downscale it first")
+
+
+def _decode(source: Any, name: str, budget: int = MAX_DECODE_BYTES) -> Image.Image:
+    """Open, bound (see the module docstring) and fully decode an image file or buffer."""
     try:
-        with Image.open(source) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)  # always a new, fully loaded image
+        image = Image.open(source, formats=_formats())
+        _fit_budget(image, name, budget)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
     except Image.UnidentifiedImageError as exc:
         raise ValueError(f"{name}: not an image (Pillow cannot identify the format)") from exc
-    except _DECODE_ERRORS as exc:
-        raise ValueError(f"{name}: truncated or corrupt image ({exc})") from exc
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{name}: too many pixels to decode safely ({exc})") from exc
+    except ValueError as exc:
+        if str(exc).startswith(name):
+            raise
+        raise ValueError(f"{name}: truncated or corrupt image ({shorten(str(exc), 200)})") from exc
+    except MemoryError as exc:
+        raise ValueError(f"{name}: not enough memory to decode this image") from exc
+    except Exception as exc:  # a Pillow plugin fed a hostile file can raise almost anything (struct.error, ...)
+        raise ValueError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {shorten(str(exc), 200)})"
+                         ) from exc
+
+
+def _decode_path(path: str | os.PathLike, name: str) -> Image.Image:
+    try:
+        handle = open(path, "rb")  # closed by the with below, after decoding
+    except OSError as exc:
+        raise OSError(exc.errno, f"{name}: cannot read image file {shorten(os.fspath(path))} ({exc.strerror})") from exc
+    with handle:
+        return _decode(handle, f"{name} ({shorten(os.fspath(path), 120)})")
 
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:
@@ -79,9 +143,9 @@ def load_image(item: ImageLike, name: str = "image") -> Image.Image:
     if isinstance(item, Image.Image):
         image = item
     elif isinstance(item, str | os.PathLike):
-        if not Path(item).is_file():
-            raise FileNotFoundError(f"{name}: no such image file {os.fspath(item)!r}")
-        image = _decode(item, f"{name} ({os.fspath(item)})")
+        if not is_regular_file(Path(item)):
+            raise FileNotFoundError(f"{name}: no such image file {shorten(os.fspath(item))}")
+        image = _decode_path(item, name)
     elif isinstance(item, bytes | bytearray | memoryview):
         if len(item) == 0:
             raise ValueError(f"{name}: empty bytes")
@@ -103,8 +167,8 @@ def preprocess_images(images: Sequence[ImageLike], preprocessor: ImagePreprocess
         image = load_image(item, name)
         try:
             out[i] = preprocessor([image])[0]
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{name}: cannot convert this {image.mode} image ({exc})") from exc
+        except (ValueError, OSError, MemoryError) as exc:
+            raise ValueError(f"{name}: cannot convert this {image.mode} image ({shorten(str(exc), 200)})") from exc
     return out
 
 
@@ -118,6 +182,12 @@ class ImageEncoder:
         check_io(session, inputs, output, dim, "image encoder")
         self.session, self.preprocessor = session, preprocessor
         self.input, self.output, self.dim = inputs["pixel_values"], output, dim
+        shape = static_input_shape(session, self.input)
+        wanted = [3, preprocessor.size, preprocessor.size]
+        pairs = zip(shape[1:], wanted, strict=True) if len(shape) == 4 else ()
+        if len(shape) != 4 or any(isinstance(got, int) and got != want for got, want in pairs):
+            raise BundleError(f"image encoder: input {self.input!r} has shape {shape}, but the preprocessor makes "
+                              f"[batch, {', '.join(map(str, wanted))}]")
         self._dtype = input_dtype(session, self.input)
         self.model_file: str | None = None  # the bundle file the session runs (set by from_spec)
 
@@ -129,7 +199,10 @@ class ImageEncoder:
         ``model_format``: ``"auto"`` (the ``.onnx``, the ``.ort`` twin as fallback: see :data:`AUTO_FIRST`),
         ``"onnx"`` or ``"ort"`` (see :func:`runtime.bundle.model_files`).
         """
-        preprocessor = ImagePreprocessor.load(root / spec["preprocessor"])
+        try:
+            preprocessor = ImagePreprocessor.load(root / spec["preprocessor"])
+        except (ValueError, TypeError) as exc:
+            raise BundleError(f"{spec['preprocessor']}: unusable preprocessor config ({exc})") from exc
         session, loaded = create_first_session(root, model_files(spec, model_format, auto_first=AUTO_FIRST),
                                                **session_kwargs)
         encoder = cls(session, preprocessor, inputs=spec["inputs"], output=spec["output"], dim=dim)
@@ -147,7 +220,15 @@ class ImageEncoder:
         with progress_bar(progress, total=len(images), desc="images", unit="img") as bar:
             for start in range(0, len(images), batch_size):
                 pixels = preprocess_images(images[start : start + batch_size], self.preprocessor, offset=start)
-                (emb,) = self.session.run([self.output], {self.input: pixels.astype(self._dtype, copy=False)})
-                out[start : start + len(pixels)] = _checked(emb, len(pixels), self.dim, "image encoder")
+                out[start : start + len(pixels)] = self.encode_pixels(pixels)
                 bar.update(len(pixels))
         return out
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, dim)`` embeddings of one batch already made by :func:`preprocess_images` (``(n, 3, S, S)``)."""
+        size = self.preprocessor.size
+        if not isinstance(pixels, np.ndarray) or pixels.shape[1:] != (3, size, size):
+            raise ValueError(f"pixels must be an (n, 3, {size}, {size}) array from preprocess_images")
+        emb = run_session(self.session, self.output, {self.input: pixels.astype(self._dtype, copy=False)},
+                          "image encoder")
+        return _checked(emb, len(pixels), self.dim, "image encoder")

@@ -109,7 +109,7 @@ class Retriever:
         image_loader = None
         if manifest.image:
             def image_loader() -> ImageEncoder:
-                from .image import ImageEncoder
+                from .image import ImageEncoder  # lazy: Pillow and the image session only on the first image
 
                 return ImageEncoder.from_spec(root, manifest.image, full, **kwargs)
         if saved is not None:

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
-from .errors import BundleError
+from .errors import BundleError, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -120,4 +121,21 @@ def input_dtype(session: ort.InferenceSession, name: str) -> str:
         if node.name == name:
             return {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32",
                     "tensor(float16)": "float16"}.get(node.type, "float32")
+    raise KeyError(name)
+
+
+def run_session(session: ort.InferenceSession, output: str, feed: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    """``session.run([output], feed)[0]``; an onnxruntime failure becomes a BundleError naming the tower."""
+    try:
+        (out,) = session.run([output], dict(feed))
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidArgument, Fail, ...)
+        raise BundleError(f"{name}: onnxruntime failed to run the model ({shorten(str(exc).strip(), 300)})") from exc
+    return out
+
+
+def static_input_shape(session: ort.InferenceSession, name: str) -> list[int | str | None]:
+    """The declared shape of a graph input (ints for static axes, names or None for dynamic ones)."""
+    for node in session.get_inputs():
+        if node.name == name:
+            return list(node.shape or [])
     raise KeyError(name)

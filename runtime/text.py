@@ -14,12 +14,16 @@ from tokenizers import Tokenizer
 from ._progress import progress_bar
 from .bundle import model_files
 from .errors import BundleError
-from .sessions import check_io, create_first_session, input_dtype
+from .sessions import check_io, create_first_session, input_dtype, run_session
 from .vectors import l2_normalise
 
 logger = logging.getLogger(__name__)
 
 _PAD_TOKENS = ("[PAD]", "<pad>", "<|endoftext|>")
+#: a text is cut to ``CHARS_PER_TOKEN * max_length`` characters before tokenising: a text that long is
+#: truncated at ``max_length`` tokens anyway (unless its tokens average more than this many characters),
+#: and a 10 MB text then costs what a few kB do
+CHARS_PER_TOKEN = 100
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -35,15 +39,28 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
     return texts
 
 
+def _valid_unicode(text: str, where: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{where} contains a lone surrogate (U+{ord(text[exc.start]):04X} at character "
+                             f"{exc.start}); it is not valid Unicode text") from exc
+    return text
+
+
 def load_tokenizer(path: str | Path, max_length: int) -> tuple[Tokenizer, int]:
     """Tokenizer from ``tokenizer.json`` truncating at ``max_length`` (padding off); and its pad id."""
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises plain Exception subclasses
-        raise BundleError(f"{Path(path).name}: cannot load tokenizer ({exc})") from exc
+        raise BundleError(f"{Path(path).name}: cannot load tokenizer ({str(exc)[:300]})") from exc
     pad_id = (tokenizer.padding or {}).get("pad_id")
     if pad_id is None:
         pad_id = next((tokenizer.token_to_id(t) for t in _PAD_TOKENS if tokenizer.token_to_id(t) is not None), 0)
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    if not isinstance(pad_id, int) or not 0 <= pad_id < max(vocab, 1):
+        raise BundleError(f"{Path(path).name}: pad id {str(pad_id)[:40]} is outside the vocabulary of {vocab}")
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer, int(pad_id)
@@ -79,12 +96,45 @@ class TextEncoder:
         encoder = cls(session, tokenizer, inputs=spec["inputs"], output=spec["output"],
                       max_length=int(spec["max_length"]), dim=dim, pad_id=pad_id)
         encoder.model_file = loaded
+        encoder.probe()
         return encoder
 
+    def probe(self) -> None:
+        """Run one ``max_length`` row of the tokenizer's highest id once, so a tokenizer whose ids exceed the
+        model's embedding table (or a model that cannot take ``max_length`` tokens) fails here, not at the
+        first query. Raises :class:`BundleError`."""
+        vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        row = [max(vocab - 1, self.pad_id, 0)] * self.max_length
+        try:
+            self._run([row], 1)
+        except (BundleError, ValueError) as exc:
+            raise BundleError(f"text encoder {self.model_file}: the tokenizer's {vocab} token ids at max_length "
+                              f"{self.max_length} do not fit the model ({exc})") from exc
+
+    def _run(self, ids: list[list[int]], rows: int) -> np.ndarray:
+        return _checked(run_session(self.session, self.output, self._feed(ids), "text encoder"), rows, self.dim,
+                        "text encoder")
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, truncated to ``max_length`` (a warning names how many were cut)."""
-        encodings = self.tokenizer.encode_batch(list(texts))
-        cut = [i for i, enc in enumerate(encodings) if enc.overflowing]
+        """Token ids per text, truncated to ``max_length`` (a warning names how many were cut).
+
+        Texts are first cut to :data:`CHARS_PER_TOKEN` characters per token of ``max_length``.
+
+        Raises:
+            ValueError: a text with a lone surrogate, or with nothing but characters the tokenizer drops
+                (control, zero-width, ...), which would embed as the special tokens alone.
+        """
+        cap = CHARS_PER_TOKEN * self.max_length
+        capped = [_valid_unicode(text[:cap], f"texts[{i}]") for i, text in enumerate(texts)]
+        try:
+            encodings = self.tokenizer.encode_batch(capped)
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise ValueError(f"the tokenizer cannot encode these texts ({str(exc)[:200]})") from exc
+        for i, enc in enumerate(encodings):
+            if all(enc.special_tokens_mask):
+                raise ValueError(f"texts[{i}] has nothing the tokenizer can read (only control, zero-width or "
+                                 "similar characters); there is nothing to embed")
+        cut = [i for i, enc in enumerate(encodings) if enc.overflowing or len(texts[i]) > cap]
         if cut:
             logger.warning(
                 "%d text(s) longer than max_length=%d tokens were truncated (first: texts[%d])",
@@ -112,14 +162,12 @@ class TextEncoder:
             return out
         ids = self.tokenize(texts)
         if len(ids) == 1:  # a search query: no length sort, no bar
-            (emb,) = self.session.run([self.output], self._feed(ids))
-            return _checked(emb, 1, self.dim, "text encoder")
+            return self._run(ids, 1)
         order = np.argsort([len(row) for row in ids], kind="stable")  # similar lengths share a batch
         with progress_bar(progress, total=len(texts), desc="texts", unit="text") as bar:
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                (emb,) = self.session.run([self.output], self._feed([ids[r] for r in rows]))
-                out[rows] = _checked(emb, len(rows), self.dim, "text encoder")
+                out[rows] = self._run([ids[r] for r in rows], len(rows))
                 bar.update(len(rows))
         return out
 
