@@ -61,6 +61,8 @@ def augmented_items(split: str = "train", copies: int = 4, seed: int = 0, size: 
             id=f"aug:{e.id}:{k}",
             kind="image",
             image_fn=functools.partial(augmented_render, e.text, e.id, k, seed, size),
+            split=e.split,
+            group=e.id,
         )
         for e in emojis(split)
         for k in range(copies)

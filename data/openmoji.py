@@ -91,13 +91,15 @@ def emojis(split: str = "all") -> list[Emoji]:
 
 def image_item(e: Emoji, size: int = 224) -> CorpusItem:
     """The clean render of an emoji as a lazy image item with id 'img:<emoji id>'."""
-    return CorpusItem(id=f"img:{e.id}", kind="image", image_fn=functools.partial(render_emoji, e.text, size))
+    return CorpusItem(id=f"img:{e.id}", kind="image", image_fn=functools.partial(render_emoji, e.text, size),
+                      split=e.split, group=e.id)
 
 
 def caption_items(e: Emoji, instruction: str | None = None) -> list[CorpusItem]:
     """An emoji's captions as text items with ids 'cap:<emoji id>:<n>' (n=0 is the name)."""
     return [
-        CorpusItem(id=f"cap:{e.id}:{n}", kind="text", text=caption, instruction=instruction)
+        CorpusItem(id=f"cap:{e.id}:{n}", kind="text", text=caption, instruction=instruction, split=e.split,
+                   group=e.id)
         for n, caption in enumerate(e.captions)
     ]
 

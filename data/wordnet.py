@@ -107,11 +107,12 @@ def synsets(split: str = "all") -> list[Synset]:
 
 
 def gloss_item(s: Synset, instruction: str | None = None) -> CorpusItem:
-    return CorpusItem(id=f"gloss:{s.key}", kind="text", text=s.gloss, instruction=instruction)
+    return CorpusItem(id=f"gloss:{s.key}", kind="text", text=s.gloss, instruction=instruction, split=s.split,
+                      group=s.key, role="query")
 
 
 def lemma_item(s: Synset) -> CorpusItem:
-    return CorpusItem(id=f"lemma:{s.key}", kind="text", text=s.lemmas)
+    return CorpusItem(id=f"lemma:{s.key}", kind="text", text=s.lemmas, split=s.split, group=s.key)
 
 
 def wordnet_eval(split: str = "test", sample: int | None = None, seed: int = 0) -> EvalSet:
