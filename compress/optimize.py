@@ -31,9 +31,8 @@ def latency_ms(path: str | Path, feeds: Mapping[str, np.ndarray], threads: int =
 
 def transformer_optimize(src: str | Path, dst: str | Path) -> Path:
     """onnxruntime.transformers' BERT fusions (heads and width detected from the graph; works per layer)."""
-    from onnxruntime.transformers.optimizer import (
-        optimize_model,  # lazy: onnxruntime's tools reconfigure the root logger at import (see compress.bundle)
-    )
+    # lazy: onnxruntime's tools reconfigure the root logger at import (see compress.bundle.preserve_root_logging)
+    from onnxruntime.transformers.optimizer import optimize_model
 
     optimized = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
                                use_gpu=False, only_onnxruntime=False)

@@ -8,6 +8,7 @@ Every stage reuses its outputs in ``work_dir`` unless ``force``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeret.bench.compare import main as bench
-from edgeret.bench.teacher_quality import main as teacher_quality
+from edgeret.bench.compare import BenchConfig, run_bench
+from edgeret.bench.teacher_quality import run_teacher_quality
+from edgeret.cli.bench import argv_of
 from edgeret.compress.bundle import CompressOptions
 from edgeret.data.corpora import build_corpus
 from edgeret.data.openmoji import emojis
 from edgeret.data.render import render_emoji
+from edgeret.data.results import invocation
 from edgeret.data.wordnet import synsets
 from edgeret.distill.cache import TeacherCache, build_cache
 from edgeret.distill.presets import load_preset
@@ -133,18 +136,21 @@ def run_demo(config: DemoConfig) -> dict[str, float]:
         target = work / "cache" / f"{teacher.id}--{data}"
         caches.append(stages.run(f"teacher cache: {data}",
                                  lambda c=corpus, d=target: build_cache(teacher, c, d, force=config.force)))
-    cache_dirs = [str(c.path) for c in caches]
-    stages.run("teacher quality", lambda: teacher_quality(
-        ["--out", str(config.results), "--head-path", str(head), "--teacher-cache", *cache_dirs], teacher=teacher))
+    cache_dirs = [Path(c.path) for c in caches]
+    quality_argv = ["--out", str(config.results), "--head-path", str(head), "--teacher-cache", *map(str, cache_dirs)]
+    stages.run("teacher quality", lambda: run_teacher_quality(
+        teacher, teacher_cache=cache_dirs, out=config.results,
+        command=invocation("edgeret teacher-quality", quality_argv)))
     student = work / "student"
     if config.force or not _student_done(student):
         stages.run("distil the student", lambda: train(caches, load_preset(config.preset), student, test=True,
                                                        fresh=config.force))
     bundles = stages.run("compress", lambda: compress_bundles(student, work / "bundles", caches, config.force))
     stages.run("index + search (runtime, no torch)", lambda: index_and_search(bundles["student-int8"], work))
-    stages.run("bench", lambda: bench(
-        ["--head-path", str(head), "--teacher-cache", *cache_dirs, "--out", str(config.results),
-         "--teacher-onnx", str(work / "bundles" / "teacher-onnx"), "--peer", *(["--gme-arch"] if config.gme_arch else []),
-         "--bundle", *(f"{name}={path}" for name, path in bundles.items())]))
+    bench = BenchConfig(head_path=head, teacher_cache=tuple(cache_dirs), out=config.results,
+                        teacher_onnx=work / "bundles" / "teacher-onnx", peer=True, gme_arch=config.gme_arch,
+                        bundles=tuple((name, str(path)) for name, path in bundles.items()))
+    bench = dataclasses.replace(bench, command=invocation("edgeret bench", argv_of(bench)))
+    stages.run("bench", lambda: run_bench(bench))
     logger.info("stage seconds: %s", stages.seconds)
     return stages.seconds
