@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +26,8 @@ META = "cache_meta.json"
 PLAN = "plan.json"
 SHARDS = "shards"
 #: Files this module writes in a cache directory (the only ones ``force`` removes).
-OWN_FILES = (META, PLAN, EMBEDDINGS, IDS)
+ITEMS = "items.sqlite"
+OWN_FILES = (META, PLAN, EMBEDDINGS, IDS, ITEMS)
 _TMP = ".tmp-"
 
 
@@ -63,8 +64,10 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` via ``write(file)`` to a temp name, fsync, then rename over ``path``.
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None],
+                 after: Callable[[Path], None] | None = None) -> None:
+    """Write ``path`` via ``write(file)`` to a temp name, fsync, then rename over ``path``; ``after(tmp)``, when
+    given, fills the temp file by name instead (e.g. a database) before the fsync.
 
     Readers see either the old file, nothing, or the complete new file; never a partial one.
     """
@@ -72,8 +75,9 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        if after is not None:
+            after(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -85,6 +89,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     data = (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
     atomic_write(path, lambda f: f.write(data))
+
+
+def write_json_lines_list(handle: IO[bytes], values: Iterable[Any]) -> None:
+    """A JSON list, one value per line, written as the values stream in."""
+    handle.write(b"[")
+    for i, value in enumerate(values):
+        handle.write((",\n" if i else "\n").encode() + json.dumps(value).encode("utf-8"))
+    handle.write(b"\n]\n")
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -101,6 +113,11 @@ def fsync_file(path: Path) -> None:
 def shard_path(shards_dir: Path, index: int) -> Path:
     """Final name of shard ``index``."""
     return shards_dir / f"shard-{index:05d}.f16.npy"
+
+
+def bad_path(shards_dir: Path, index: int) -> Path:
+    """The list of items shard ``index`` could not embed (written just before the shard)."""
+    return shards_dir / f"shard-{index:05d}.bad.json"
 
 
 def shard_bounds(index: int, shard_size: int, count: int) -> tuple[int, int]:
