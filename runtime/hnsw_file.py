@@ -93,7 +93,7 @@ def validate(path: str | Path, *, dim: int, M: int, ef_construction: int, next_l
     levels, blocks = _walk_link_lists(path, tail, count, M, header.maxlevel)
     if count:
         if header.entry_point >= count or levels[header.entry_point] != header.maxlevel:
-            raise BundleError(f"{path}: entry point {header.entry_point} is not an element on level {header.maxlevel}")
+            raise _bad(path, f"entry point {header.entry_point} is not an element on level {header.maxlevel}")
         _check_upper_links(path, tail, blocks, levels, count, M)
     deleted = _check_level0(path, count, per_el, 2 * M, dim, next_label)
     return HnswFile(header, deleted)

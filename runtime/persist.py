@@ -202,8 +202,13 @@ def check_index_meta(meta: Any, where: Path) -> None:
 
 
 @contextmanager
-def writer_lock(index_dir: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the index folder's writers' lock (creating the folder if needed); re-entrant in a process."""
+def writer_lock(index_dir: str | Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold the index folder's writers' lock (creating the folder if needed); re-entrant in a process.
+
+    ``timeout``: seconds to wait for another process's save (default :data:`LOCK_TIMEOUT_S`), then
+    :class:`IndexBusyError`.
+    """
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         index_dir.mkdir(parents=True, exist_ok=True)

@@ -242,8 +242,11 @@ class MetadataStore:
         with self._lock:
             for key, steps in plans:
                 for op, operand in steps:
-                    labels = self._step(key, op, operand)
-                    result = labels if result is None else result & labels
+                    if op == "ne" and result is not None:  # narrow what is already there
+                        result -= self._step(key, "eq", operand)
+                    else:
+                        labels = self._step(key, op, operand)
+                        result = labels if result is None else result & labels
                     if not result:
                         return []
         return sorted(result or ())
