@@ -1,10 +1,15 @@
-"""Teachers by name: the offline stand-in (MiniLM-L6 + EfficientNet-Lite0) and GME on Qwen2-VL, and yours.
+"""Teachers by name: the offline stand-in, GME on Qwen2-VL, CLIP/SigLIP folders, sentence-transformers folders, yours.
 
     teacher = load_teacher("gme", model_path="/models/gme-Qwen2-VL-2B-Instruct")
+    teacher = load_teacher("clip", model_path="/models/siglip-base-patch16-224")          # CLIP, SigLIP, SigLIP 2
+    teacher = load_teacher("sentence-transformers", model_path="/models/all-MiniLM-L6-v2")  # text only
 
-A teacher is a :class:`~edgeret.distill.teachers.base.Teacher` subclass (``id``, ``dim``, two batch encoders);
-adding one is the class and one :func:`register_teacher` call (the class itself, or ``"module:Class"`` so it
-is imported only when used). :meth:`Teacher.from_options` turns the command line's options into an instance.
+A teacher is a :class:`~edgeret.distill.teachers.base.Teacher` subclass (``id``, ``dim``, two batch encoders,
+optionally ``modalities`` and ``default_instruction``); adding one is the class and one :func:`register_teacher`
+call (the class itself, or ``"module:Class"`` so it is imported only when used). :meth:`Teacher.from_options`
+turns the command line's options into an instance; the teachers that load a folder need ``model_path`` and say
+so with a ValueError. ``teacher.modalities`` says which inputs a teacher embeds (``("text",)`` for
+sentence-transformers). docs/teachers.md describes every teacher and walks through adding one.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import Teacher
+from .base import Teacher, UnsupportedModalityError
 
-#: name -> the class, or "module:Class" imported on first use (GME needs transformers' Qwen2-VL classes)
+#: name -> the class, or "module:Class" imported on first use (so naming a teacher imports only its module)
 TEACHERS: dict[str, type[Teacher] | str] = {
     "standin": "edgeret.distill.teachers.standin:StandinTeacher",
     "gme": "edgeret.distill.teachers.gme:GmeTeacher",
+    "clip": "edgeret.distill.teachers.clip:ClipTeacher",
+    "sentence-transformers": "edgeret.distill.teachers.sentence_transformer:SentenceTransformerTeacher",
 }
 
 
@@ -42,4 +49,4 @@ def load_teacher(name: str, **options: Any) -> Teacher:
     return teacher_class(name).from_options(**options)
 
 
-__all__ = ["TEACHERS", "Teacher", "load_teacher", "register_teacher", "teacher_class"]
+__all__ = ["TEACHERS", "Teacher", "UnsupportedModalityError", "load_teacher", "register_teacher", "teacher_class"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,13 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 ImageInput = Image.Image | str | Path | np.ndarray
+#: Files whose names and sizes (not contents) go into :func:`folder_revision`.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_SNAPSHOT = re.compile(r"[0-9a-f]{40}")
+
+
+class UnsupportedModalityError(ValueError):
+    """A teacher was asked to embed a kind of input it does not take (see :attr:`Teacher.modalities`)."""
 
 
 class Teacher(abc.ABC):
@@ -28,6 +37,9 @@ class Teacher(abc.ABC):
     dim: int
     #: Instruction applied to texts when the caller passes none (document side).
     default_instruction: str | None = None
+    #: The kinds of input this teacher embeds; callers check it before embedding (a text-only teacher
+    #: sets ``("text",)`` and :meth:`embed_images` raises :class:`UnsupportedModalityError`).
+    modalities: tuple[str, ...] = ("text", "image")
 
     @abc.abstractmethod
     def _encode_text_batch(self, texts: list[str], instruction: str | None) -> np.ndarray:
@@ -65,6 +77,7 @@ class Teacher(abc.ABC):
         ``instruction`` is the task instruction for queries; None means the document side
         (``default_instruction``). Teachers without instructions ignore it.
         """
+        self.require_modality("text")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -83,12 +96,66 @@ class Teacher(abc.ABC):
 
     def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Embed images (PIL images, paths or HxWx3 uint8 arrays); L2-normalised float32 (N, dim)."""
+        self.require_modality("image")
         images = list(images)
         chunks = [
             self._encode_image_batch([to_rgb(im) for im in batch])
             for batch in _progress(iter_batches(images, batch_size), len(images), batch_size, progress, "images")
         ]
         return _finish(chunks, self.dim)
+
+
+    def require_modality(self, kind: str) -> None:
+        """Raise :class:`UnsupportedModalityError` unless ``kind`` ("text" or "image") is in :attr:`modalities`."""
+        if kind not in self.modalities:
+            raise UnsupportedModalityError(
+                f"teacher {getattr(self, 'id', type(self).__name__)} embeds {', '.join(self.modalities)} only, "
+                f"not {kind}s; choose a teacher whose modalities include {kind!r}"
+            )
+
+
+def folder_revision(
+    model_path: str | Path, config_files: Sequence[str] = ("config.json",), recursive: bool = False
+) -> dict[str, str | None]:
+    """Fingerprint of a local checkpoint: sha256 of its config files and the weight files' names/sizes.
+
+    The first of ``config_files`` must exist, the others are hashed when present (paths relative to
+    the folder); ``recursive`` also lists weights in sub-folders. ``commit`` is the Hugging Face
+    snapshot hash when the folder is a hub-cache snapshot.
+    """
+    path = Path(model_path)
+    digest = hashlib.sha256((path / config_files[0]).read_bytes())
+    for name in config_files[1:]:
+        if (path / name).is_file():
+            digest.update(f"\n{name}:".encode() + (path / name).read_bytes())
+    found = path.rglob("*") if recursive else path.iterdir()
+    for weight in sorted(p for p in found if p.suffix in WEIGHT_SUFFIXES and p.is_file()):
+        digest.update(f"\n{weight.relative_to(path).as_posix()}:{weight.stat().st_size}".encode())
+    commit = path.name if _SNAPSHOT.fullmatch(path.name) else None
+    return {"revision": digest.hexdigest()[:16], "commit": commit}
+
+
+def hub_model_name(path: str | Path) -> str:
+    """Folder name, or ``org/name`` for a hub-cache snapshot (``models--org--name/snapshots/<hash>``)."""
+    path = Path(path)
+    if _SNAPSHOT.fullmatch(path.name) and path.parent.name == "snapshots":
+        repo = path.parent.parent.name
+        if repo.startswith("models--"):
+            return repo[len("models--") :].replace("--", "/")
+    return path.name
+
+
+def resolve_device_dtype(device: Any, dtype: Any, gpu_dtype: str = "bfloat16") -> tuple[Any, Any]:
+    """(torch.device, torch.dtype): ``device`` or cuda when available else cpu; ``dtype`` (a torch dtype or
+    its name) or ``gpu_dtype`` on GPU and float32 on CPU."""
+    import torch  # lazy: base stays importable without torch (teachers that need a device import it anyway)
+
+    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = gpu_dtype if dev.type == "cuda" else "float32"
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return dev, dtype
 
 
 def iter_batches(items: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:

@@ -21,10 +21,8 @@ expansion that ``Qwen2VLProcessor`` would do is done here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,9 @@ from PIL import Image
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
 
 from .base import ImageInput, Teacher, _finish, _progress, iter_batches, to_rgb
+from .base import folder_revision as model_revision
+from .base import hub_model_name as _model_name
+from .base import resolve_device_dtype as _resolve_device_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ PIXELS_PER_TOKEN = 28 * 28
 # GME's fetch_image() snaps every image to multiples of 28 px within these bounds first.
 _FETCH_MIN_PIXELS = 4 * PIXELS_PER_TOKEN
 _FETCH_MAX_PIXELS = 16384 * PIXELS_PER_TOKEN
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def build_prompt(text: str | None, instruction: str, with_image: bool) -> str:
@@ -99,37 +99,6 @@ def fetch_resize(image: Image.Image, factor: int = 28) -> Image.Image:
     if (w_bar, h_bar) == (width, height):
         return image
     return image.resize((w_bar, h_bar))
-
-
-def model_revision(model_path: str | Path) -> dict[str, str | None]:
-    """Fingerprint of a local checkpoint: sha256 of config.json and the weight files' names/sizes.
-
-    ``commit`` is the Hugging Face snapshot hash when the folder is a hub-cache snapshot.
-    """
-    path = Path(model_path)
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for weight in sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
-        digest.update(f"\n{weight.name}:{weight.stat().st_size}".encode())
-    commit = path.name if re.fullmatch(r"[0-9a-f]{40}", path.name) else None
-    return {"revision": digest.hexdigest()[:16], "commit": commit}
-
-
-def _model_name(path: Path) -> str:
-    """Folder name, or ``org/name`` for a hub-cache snapshot (``models--org--name/snapshots/<hash>``)."""
-    if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
-        repo = path.parent.parent.name
-        if repo.startswith("models--"):
-            return repo[len("models--") :].replace("--", "/")
-    return path.name
-
-
-def _resolve_device_dtype(device: str | torch.device | None, dtype: Any) -> tuple[torch.device, torch.dtype]:
-    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    return dev, dtype
 
 
 class GmeTeacher(Teacher):
