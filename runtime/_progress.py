@@ -20,6 +20,6 @@ def progress_bar(enabled: bool, **kwargs: Any) -> Any:
     """A ``tqdm`` bar (context manager with ``update``) when ``enabled``, else a no-op stand-in."""
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: importing tqdm costs tens of ms of cold start
 
     return tqdm(**kwargs)

@@ -27,6 +27,7 @@ Cost: about one sequential read of the file (see ``bench/results/hardening.md``)
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -143,27 +144,29 @@ def _walk_link_lists(path: str | Path, tail: np.ndarray, count: int, M: int, max
     that has upper levels.
     """
     block = 4 + 4 * M
-    nonzero = np.flatnonzero(tail).tolist()
-    levels = np.zeros(count, dtype=np.int16)
+    nonzero = np.flatnonzero(tail)
+    values, nonzero = tail[nonzero].tolist(), nonzero.tolist()
     blocks: list[tuple[int, int, int]] = []
     words, element, pos, k = len(tail), 0, 0, 0
     while element < count:
         k = bisect_left(nonzero, pos, k)
-        run = min((nonzero[k] if k < len(nonzero) else words) - pos, count - element)
-        element, pos = element + run, pos + run
-        if element == count:
+        run = (nonzero[k] if k < len(nonzero) else words) - pos
+        if run >= count - element:  # the remaining elements have no upper levels
+            pos += count - element
             break
-        if pos >= words:
-            raise _bad(path, f"the link lists end after {element} of {count} elements")
-        n_bytes = int(tail[pos])
-        level = n_bytes // block
-        if n_bytes % block or not 1 <= level <= maxlevel or pos + 1 + n_bytes // 4 > words:
+        element, pos = element + run, pos + run
+        n_bytes = values[k]
+        level, rest = divmod(n_bytes, block)
+        if rest or not 1 <= level <= maxlevel or pos + 1 + n_bytes // 4 > words:
             raise _bad(path, f"element {element} has a link list of {n_bytes} bytes")
-        levels[element] = level
         blocks.append((element, pos + 1, level))
         element, pos = element + 1, pos + 1 + n_bytes // 4
     if pos != words:
-        raise _bad(path, f"{4 * (words - pos)} bytes after the last link list")
+        raise _bad(path, f"{4 * (words - pos)} bytes after the last link list" if pos < words else
+                   "the link lists end before the last element")
+    levels = np.zeros(count, dtype=np.int16)
+    if blocks:
+        levels[[b[0] for b in blocks]] = [b[2] for b in blocks]
     return levels, blocks
 
 
@@ -192,30 +195,50 @@ def _check_upper_links(path: str | Path, tail: np.ndarray, blocks: list[tuple[in
 
 def _check_level0(path: str | Path, count: int, per_el: int, max_m0: int, dim: int, next_label: int
                   ) -> np.ndarray:
-    """Link counts and ids of every level-0 record, labels unique and in range; the deleted elements' labels."""
-    layout = np.dtype({"names": ["head", "links", "label"], "formats": ["=u4", ("=u4", (max_m0,)), "=u8"],
-                       "offsets": [0, 4, 4 + 4 * max_m0 + 4 * dim], "itemsize": per_el})
-    rows = max(1, _CHUNK_BYTES // per_el)
-    seen = np.empty(count, dtype=np.uint64)
+    """Link counts and ids of every level-0 record, labels unique and in range; the deleted elements' labels.
+
+    The records are memory-mapped and checked in chunks (the pages of a chunk are dropped from this process
+    once checked, where ``madvise`` is available), so the vectors are never copied.
+    """
+    labels = np.empty(count, dtype=np.uint64)
     deleted = np.zeros(count, dtype=bool)
-    with open(path, "rb") as handle:
-        handle.seek(HEADER_BYTES)
-        for start in range(0, count, rows):
-            n = min(rows, count - start)
-            records = np.frombuffer(handle.read(n * per_el), dtype=layout)
-            counts = records["head"] & 0xFFFF
-            if (counts > max_m0).any():
-                raise _bad(path, f"a level-0 link list holds more than maxM0={max_m0} links")
-            used = np.arange(max_m0) < counts[:, None]
-            if (records["links"][used] >= count).any():
-                raise _bad(path, f"a level-0 link points beyond the {count} elements")
-            seen[start : start + n] = records["label"]
-            deleted[start : start + n] = (records["head"] >> 16) & 1
     if count:
-        if int(seen.max()) >= next_label:
+        layout = np.dtype({"names": ["head", "links", "label"], "formats": ["=u4", ("=u4", (max_m0,)), "=u8"],
+                           "offsets": [0, 4, 4 + 4 * max_m0 + 4 * dim], "itemsize": per_el})
+        problem = None
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            rows = max(1, _CHUNK_BYTES // per_el)
+            for start in range(0, count, rows):
+                n = min(rows, count - start)
+                offset = HEADER_BYTES + start * per_el
+                try:
+                    _check_records(path, np.frombuffer(mapped, dtype=layout, count=n, offset=offset), count,
+                                   max_m0, labels[start : start + n], deleted[start : start + n])
+                except BundleError as exc:  # keep no view of the map alive: it must close
+                    problem = str(exc)
+                    break
+                if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                    page = offset - offset % mmap.PAGESIZE
+                    mapped.madvise(mmap.MADV_DONTNEED, page, offset + n * per_el - page)
+        if problem is not None:
+            raise BundleError(problem)
+        if int(labels.max()) >= next_label:
             raise _bad(path, f"a label is not below next_label {next_label}")
         marks = np.zeros(next_label, dtype=bool)
-        marks[seen] = True
+        marks[labels] = True
         if int(marks.sum()) != count:
             raise _bad(path, "labels are not unique")
-    return seen[deleted].astype(np.int64)
+    return labels[deleted].astype(np.int64)
+
+
+def _check_records(path: str | Path, records: np.ndarray, count: int, max_m0: int, labels: np.ndarray,
+                   deleted: np.ndarray) -> None:
+    head = records["head"].copy()
+    counts = head & 0xFFFF
+    if (counts > max_m0).any():
+        raise _bad(path, f"a level-0 link list holds more than maxM0={max_m0} links")
+    links = np.ascontiguousarray(records["links"])
+    if ((links >= count) & (np.arange(max_m0) < counts[:, None])).any():
+        raise _bad(path, f"a level-0 link points beyond the {count} elements")
+    labels[:] = records["label"]
+    deleted[:] = (head >> 16) & 1

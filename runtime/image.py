@@ -77,17 +77,17 @@ def _fit_budget(image: Image.Image, name: str, budget: int) -> None:
                      f"decode, more than the {budget >> 20} MiB limit; downscale it first")
 
 
-def _decode(source: Any, name: str, budget: int = MAX_DECODE_BYTES) -> Image.Image:
+def _decode(source: Any, name: str) -> Image.Image:
     """Open, bound (see the module docstring) and fully decode an image file or buffer."""
     try:
         image = Image.open(source, formats=_formats())
-        _fit_budget(image, name, budget)
+        _fit_budget(image, name, MAX_DECODE_BYTES)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
         return image
     except Image.UnidentifiedImageError as exc:
         raise ValueError(f"{name}: not an image (Pillow cannot identify the format)") from exc
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning under -W error
         raise ValueError(f"{name}: too many pixels to decode safely ({exc})") from exc
     except ValueError as exc:
         if str(exc).startswith(name):

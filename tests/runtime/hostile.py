@@ -147,3 +147,9 @@ def refresh_manifest_entry(bundle: Path, name: str) -> None:
     blob = (bundle / name).read_bytes()
     edit_json(bundle / "manifest.json",
               lambda d: d["files"].update({name: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}}))
+
+
+def png_with_header(width: int, height: int, bit_depth: int, color_type: int, idat: bytes) -> bytes:
+    """A PNG with arbitrary IHDR fields and IDAT payload (valid CRCs): what a fuzzer or an attacker writes."""
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

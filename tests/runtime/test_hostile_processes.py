@@ -157,7 +157,7 @@ def test_merge_replays_adds_replaces_and_deletes(bundle):
 def test_a_save_waits_for_the_writers_lock_then_says_so(bundle, monkeypatch):
     _base(bundle, n=10)
     holder = Writer(bundle, "h")
-    holder.send("hold 3")
+    holder.send("hold 1.5")
     holder.wait("HOLDING")
     monkeypatch.setattr(persist, "LOCK_TIMEOUT_S", 0.5)
     r = Retriever.open(bundle, threads=1)
