@@ -44,8 +44,11 @@ export async function serve({ port = 8080, host = '127.0.0.1', mounts = {}, quie
     let status = 200;
     try {
       const url = new URL(req.url, 'http://localhost');
-      let pathname = decodeURIComponent(url.pathname);
-      if (pathname === '/') pathname = '/demo/';
+      const pathname = decodeURIComponent(url.pathname);
+      if (pathname === '/') {
+        res.writeHead((status = 302), { Location: '/demo/', ...ISOLATION }).end();
+        return;
+      }
       const mount = table.find(([prefix]) => pathname.startsWith(prefix) || `${pathname}/` === prefix);
       if (!mount) return send(res, (status = 404), 'not found');
       const [prefix, dir] = mount;

@@ -147,10 +147,19 @@ export class Retriever {
     Object.assign(r, { manifest, source, ort, checks, exactThreshold, _modelFormat: modelFormat, _verify: verify });
     const text = manifest.text_encoder;
     const image = manifest.image_encoder;
+    const timings = { manifest: performance.now() - started };
+    const timed = (name, promise) => {
+      const t0 = performance.now();
+      return Promise.resolve(promise).then((value) => {
+        timings[name] = performance.now() - t0;
+        return value;
+      });
+    };
     const [textParts, imageConfig, saved] = await Promise.all([
-      text && Promise.all([readChecked(text.tokenizer), createSession(ort, source, manifest, text, modelFormat, verify, checks)]),
+      text && timed('textTower', Promise.all([readChecked(text.tokenizer),
+        createSession(ort, source, manifest, text, modelFormat, verify, checks)])),
       image && readChecked(image.preprocessor),
-      readSavedIndex(source, manifest.index.path ?? 'index', verify),
+      timed('indexFiles', readSavedIndex(source, manifest.index.path ?? 'index', verify)),
     ]);
     if (text) {
       const [tokenizerBytes, { session, file }] = textParts;
@@ -185,12 +194,14 @@ export class Retriever {
       }
       checks[`${saved.directory}/hnsw.bin`] = checks[`${saved.directory}/meta.sqlite`] = saved.checked;
       let hnsw;
+      const t0 = performance.now();
       try {
         hnsw = HnswIndex.parse(saved.hnsw, { space: saved.meta.space, dim: saved.meta.dim });
       } catch (err) {
         throw new BundleError(`${saved.directory}/${err.message}`);
       }
-      const SQL = await loadSqlJs(options);
+      timings.parseIndex = performance.now() - t0;
+      const SQL = await timed('sqlite', loadSqlJs(options));
       let store;
       try {
         store = new MetadataStore(SQL, saved.sqlite);
@@ -215,6 +226,7 @@ export class Retriever {
       r._labels = new Float64Array(0);
     }
     r.openMs = performance.now() - started;
+    r.timings = timings; // ms of the parts of open (the towers and the index load in parallel)
     return r;
   }
 
@@ -240,9 +252,11 @@ export class Retriever {
 
   async _imageTower() {
     if (!this.manifest.image_encoder) throw new Error('this bundle has no image encoder');
+    const t0 = performance.now();
     this._imageLoading ??= createSession(this.ort, this.source, this.manifest, this.manifest.image_encoder,
       this._modelFormat, this._verify, this.checks).then((tower) => {
       this._image = { ...tower, spec: this.manifest.image_encoder };
+      this.timings.imageTower = performance.now() - t0;
       return this._image;
     });
     return this._imageLoading;

@@ -120,7 +120,7 @@ export class Tokenizer {
     if (json.pre_tokenizer != null && json.pre_tokenizer.type !== 'BertPreTokenizer') throw unsupported('pre_tokenizer', json.pre_tokenizer);
     this.added = (json.added_tokens ?? []).map((t) => {
       if (t.single_word || t.lstrip || t.rstrip) throw unsupported('added token option (single_word/lstrip/rstrip) on', t.content);
-      return { id: t.id, content: t.content, normalized: Boolean(t.normalized), special: Boolean(t.special) };
+      return { id: t.id, content: t.content, normalized: Boolean(t.normalized) };
     });
     this.addedIds = new Map(this.added.map((t) => [t.content, t.id]));
     [this.before, this.after] = this._template(json.post_processor, unsupported);
@@ -190,34 +190,26 @@ export class Tokenizer {
   /**
    * Token ids of one text with the special tokens, truncated to maxLength.
    * @param {string} text
-   * @returns {{ids: number[], truncated: boolean, readable: number}} readable: how many ids are not special
-   *   tokens (the template's, or added tokens marked special), i.e. what the text itself contributed
+   * @returns {{ids: number[], truncated: boolean, readable: number}} readable: how many ids the text itself gave
+   *   (all but the template's special tokens; `tokenizers`' special_tokens_mask marks only those)
    */
   encode(text) {
     const ids = [];
-    const special = [];
     const raw = this.added.filter((t) => !t.normalized);
     const normalizedTokens = this.added.filter((t) => t.normalized);
     for (const piece of splitAdded(text, raw)) {
       if (piece.token) {
         ids.push(piece.token.id);
-        special.push(piece.token.special);
         continue;
       }
       for (const sub of splitAdded(this.normalize(piece.text), normalizedTokens)) {
-        if (sub.token) {
-          ids.push(sub.token.id);
-          special.push(sub.token.special);
-        } else {
-          for (const word of bertPreTokenize(sub.text)) this._wordpiece(word, ids);
-          while (special.length < ids.length) special.push(false);
-        }
+        if (sub.token) ids.push(sub.token.id);
+        else for (const word of bertPreTokenize(sub.text)) this._wordpiece(word, ids);
       }
     }
     const room = this.maxLength - this.before.length - this.after.length;
     const truncated = ids.length > room;
     const kept = truncated ? ids.slice(0, room) : ids;
-    const readable = (truncated ? special.slice(0, room) : special).filter((s) => !s).length;
-    return { ids: [...this.before, ...kept, ...this.after], truncated, readable };
+    return { ids: [...this.before, ...kept, ...this.after], truncated, readable: kept.length };
   }
 }
