@@ -11,7 +11,7 @@
 // Exit status 1 when any check fails.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,10 @@ async function main() {
         const result = await runPage(browser.context, `${server.url}test/parity.html?refs=/refs/${label}/`,
           { log: args.verbose || true });
         if (result.error) console.log(`ERROR ${result.error}\n${result.stack ?? ''}`);
+        const demo = await demoCheck(browser.context, server.url, label, args.refs.find((r) => r.label === label).dir);
+        result.checks.push(demo);
+        result.failed += demo.ok ? 0 : 1;
+        console.log(`  ${demo.ok ? 'ok  ' : 'FAIL'} ${demo.name} ${JSON.stringify(demo.detail)}`);
         failed += result.failed;
         out.parity[label] = result;
       } finally {
@@ -76,13 +80,14 @@ async function main() {
         const browser = await launch();
         try {
           console.log(`== bench: ${label}, ${threads} thread(s)`);
+          const load = loadavg()[0];
           const result = await runPage(browser.context, `${server.url}test/parity.html?refs=/refs/${label}/&mode=bench&threads=${threads}`,
             { log: args.verbose });
           if (result.error) {
             console.log(`ERROR ${result.error}`);
             failed++;
           }
-          out.bench[`${label}@${threads}`] = result;
+          out.bench[`${label}@${threads}`] = { ...result, loadAverageBefore: load, loadAverageAfter: loadavg()[0] };
           console.log(JSON.stringify({ threads: result.threads, open: result.openMs, first: result.firstQueryMs,
             text: result.textQueryMs, image: result.imageQueryMs }));
         } finally {
@@ -99,11 +104,41 @@ async function main() {
   process.exit(failed ? 1 : 0);
 }
 
+/** The demo page on the reference bundle: a typed query and a chosen image both show result tiles. */
+async function demoCheck(context, base, label, dir) {
+  const refs = JSON.parse(readFileSync(path.join(dir, 'refs.json'), 'utf8'));
+  const page = await context.newPage();
+  const detail = {};
+  try {
+    await page.goto(`${base}demo/?bundle=/refs/${label}/${refs.bundle}/&images=/refs/${label}/images/`);
+    await page.waitForFunction(() => !document.getElementById('text').disabled, null, { timeout: 120_000 });
+    detail.status = (await page.textContent('#status')).slice(0, 160);
+    if (refs.texts) {
+      await page.fill('#text', refs.texts[0]);
+      await page.waitForSelector('#results li', { timeout: 60_000 });
+      detail.textResults = await page.locator('#results li').count();
+    }
+    if (refs.images) {
+      await page.evaluate(() => document.getElementById('results').replaceChildren());
+      await page.setInputFiles('#file', path.join(dir, 'images', refs.images[0]));
+      await page.waitForSelector('#results li', { timeout: 60_000 });
+      detail.imageResults = await page.locator('#results li').count();
+    }
+    if (process.env.EDGERET_WEB_SCREENSHOT) await page.screenshot({ path: process.env.EDGERET_WEB_SCREENSHOT, fullPage: true });
+  } catch (err) {
+    detail.error = err.message.split('\n')[0];
+  } finally {
+    await page.close();
+  }
+  const ok = !detail.error && (detail.textResults ?? 1) > 0 && (detail.imageResults ?? 1) > 0;
+  return { name: 'demo page answers a typed query and a chosen image', ok, detail };
+}
+
 function versions() {
   const pkg = (name) => JSON.parse(readFileSync(path.join(WEB, 'node_modules', name, 'package.json'), 'utf8')).version;
   let chromium = null;
   try {
-    chromium = execFileSync(chromiumPath(), ['--version'], { encoding: 'utf8' }).trim();
+    chromium = execFileSync(chromiumPath(), ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch { /* recorded as null */ }
   return { node: process.version, chromium, 'onnxruntime-web': pkg('onnxruntime-web'), 'sql.js': pkg('sql.js'),
     'playwright-core': pkg('playwright-core') };
