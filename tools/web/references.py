@@ -204,6 +204,26 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
     return out_cases
 
 
+def _latency(bundle: Path, texts: list[str], images: list[Path], threads: int | None) -> dict[str, Any]:
+    """Per-query ms of the Python runtime on the same queries the browser bench times (p50/p95), for ratios
+    measured in the same minute on a shared machine."""
+    retriever = Retriever.open(bundle, threads=threads)
+    out: dict[str, Any] = {"threads": threads}
+    for kind, items, reps in (("text", texts[:100], 3), ("image", images, 1)):
+        if (kind == "text" and retriever.text_encoder is None) or (kind == "image" and not retriever.has_image_encoder):
+            continue
+        retriever.search(**{kind: items[0]}, k=10)  # first query: sessions warm
+        times = []
+        for _ in range(reps):
+            for item in items:
+                started = time.perf_counter()
+                retriever.search(**{kind: item}, k=10)
+                times.append((time.perf_counter() - started) * 1000)
+        out[f"{kind}_query_ms"] = {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)),
+                                   "n": len(times)}
+    return out
+
+
 def _tokenize_or_error(encoder: Any, text: str) -> dict[str, Any]:
     try:
         return {"text": text, "ids": encoder.tokenize([text])[0]}
@@ -332,8 +352,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         use_image = (q % 2 == 1 and len(image_files)) or not len(texts)
         i = (q // 2) % len(image_files) if use_image else (q * 3) % len(texts)
         query = {"image": image_files[i].name} if use_image else {"text": texts[i]}
-        hits = retriever.search(image=image_files[i], k=10) if use_image else retriever.search(text=texts[i], k=10)
-        queries.append({**query, "k": 10, "hits": _hits(hits)})
+        hits = retriever.search(image=image_files[i], k=15) if use_image else retriever.search(text=texts[i], k=15)
+        queries.append({**query, "k": 10, "hits": _hits(hits[:10]), "next": _hits(hits[10:])})  # next: ranks 11-15
         vector = (image_vectors if use_image else text_vectors)[i]
         for exact in (None, True, False):
             queries.append({"vector_of": "image" if use_image else "text", "index": i, "k": 10, "exact": exact,
@@ -362,6 +382,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         refs["large"] = _large_index(args.bundle, out, args.large, 50, args.seed)
     if args.tamper and small:
         refs["tampered"] = _tampered(bundle, out)
+    if args.time:
+        refs["python_latency"] = {str(t): _latency(bundle, texts, image_files, t) for t in (1, None)}
     (out / "refs.json").write_text(json.dumps(refs, indent=1) + "\n", encoding="utf-8")
     return refs
 
@@ -421,6 +443,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--large", type=int, default=5000, help="synthetic vectors of the HNSW check (small bundles only)")
     p.add_argument("--no-tamper", dest="tamper", action="store_false", help="skip the altered-bundle cases")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time", action="store_true",
+                   help="also time the Python runtime on the same queries (1 and all threads)")
     return p
 
 
@@ -428,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
+    logging.getLogger("edgeret.runtime.text").setLevel(logging.ERROR)  # long parity texts are truncated on purpose
     args.command = " ".join(["python -m tools.web", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
     refs = build(args)

@@ -42,7 +42,10 @@ export async function launch({ args = [] } = {}) {
 export async function runPage(context, url, { timeoutMs = 240_000, log = true } = {}) {
   const page = await context.newPage();
   const errors = [];
-  page.on('console', (msg) => log && console.log(`  [page] ${msg.text()}`));
+  page.on('console', (msg) => {
+    // the refusal checks request missing files on purpose: the browser's 404 notes are noise
+    if (log && !msg.text().startsWith('Failed to load resource')) console.log(`  [page] ${msg.text()}`);
+  });
   page.on('pageerror', (err) => errors.push(String(err)));
   try {
     await page.goto(url);

@@ -210,27 +210,29 @@ async function queryChecks(refs, r, blobs) {
     g.queries++;
     g.identical += ids;
     const pyIds = q.hits.map((h) => h.id);
-    g.overlap = (g.overlap ?? 0) + hits.filter((h) => pyIds.includes(h.id)).length / q.hits.length;
+    const overlap = hits.filter((h) => pyIds.includes(h.id)).length;
+    g.overlap = (g.overlap ?? 0) + (q.hits.length ? overlap / q.hits.length : Number(!hits.length));
     if (!ids) {
-      // where the lists part: the Python scores of the two items there (a near-tie when they are close)
-      const at = hits.findIndex((h, i) => h.id !== pyIds[i]);
-      const swapped = q.hits.find((h) => h.id === hits[at]?.id);
-      const gap = swapped ? Math.abs(q.hits[at].score - swapped.score) : null;
-      g.differ = [...(g.differ ?? []), { q: q.text ?? q.image ?? q.index, rank: at + 1, pythonScoreGap: gap,
-        overlap: hits.filter((h) => pyIds.includes(h.id)).length }];
+      // Where the lists part, the Python score (ranks 1-15) of the browser's item against Python's item at that rank:
+      // a near-tie when they are close. null: the browser's item is not in Python's top 15.
+      const pyScore = new Map([...q.hits, ...(q.next ?? [])].map((h) => [h.id, h.score]));
+      const gaps = hits.map((h, i) => (h.id === pyIds[i] ? 0 : pyScore.has(h.id) ? Math.abs(pyScore.get(h.id) - q.hits[i].score) : null));
+      const pythonScoreGap = gaps.includes(null) ? null : Math.max(...gaps);
+      g.differ = [...(g.differ ?? []), { q: q.text ?? q.image ?? q.index, rank: hits.findIndex((h, i) => h.id !== pyIds[i]) + 1,
+        pythonScoreGap, overlap }];
       if (firstBad.length < 3) firstBad.push({ kind, q: q.text ?? q.image ?? q.index, js: hits.map((h) => [h.id, h.score]), py: q.hits.map((h) => [h.id, h.score]) });
     }
     maxScoreDiff = Math.max(maxScoreDiff, scoreDiff);
   }
   // A quantised tower's embedding drifts a little from Python's (another CPU's kernels), which moves every score by
-  // up to maxScoreDiff; two neighbours whose Python scores are closer than twice that may trade places. Such a
-  // swap (same ten items) is accepted for end-to-end queries of quantised towers and reported; anything else fails.
+  // up to maxScoreDiff; two items whose Python scores are closer than twice that may trade places (within the ten
+  // or across rank 10). Such near-ties are accepted for end-to-end queries of quantised towers and reported (the
+  // strict count stays in `identical`); anything else fails.
   const quantised = Object.values(refs.quantization).some((q) => q && q !== 'fp32');
   for (const [kind, g] of Object.entries(groups)) {
     g.overlap /= g.queries;
-    const swapsOnly = (g.differ ?? []).every((d) => d.overlap === q0k(refs) && d.pythonScoreGap != null &&
-      d.pythonScoreGap <= 2 * g.maxScoreDiff);
-    const ok = g.identical === g.queries || (quantised && kind.includes('end to end') && swapsOnly);
+    const nearTiesOnly = (g.differ ?? []).every((d) => d.pythonScoreGap != null && d.pythonScoreGap <= 2 * g.maxScoreDiff);
+    const ok = g.identical === g.queries || (quantised && kind.includes('end to end') && nearTiesOnly);
     check(`top-${q0k(refs)} identical to Python: ${kind}`, ok, g);
   }
   const scoreLimit = quantised ? 1e-2 : 1e-3;

@@ -6,8 +6,9 @@
 //   node web/test/run.js --refs int8=build/web/int8 --refs fp32=build/web/fp32 --bench int8 \
 //       --results bench/results/web                                      (bench/results/web.json + web.md)
 //
-// --refs LABEL=DIR: a folder written by `python -m tools.web` (repeatable). --bench LABEL: also time that bundle
-// at 1 thread and at all threads (fresh browser each, so every download and compile is cold).
+// --refs LABEL=DIR: a folder written by `python -m tools.web` (repeatable). --bench LABEL: also time that bundle at
+// 1 thread and at all threads (--threads 1,2 to choose), each in a fresh browser so every download and compile is
+// cold; --repeat N: N fresh browsers per thread count, medians reported.
 // Exit status 1 when any check fails.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -22,7 +23,7 @@ const WEB = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const REPO = path.dirname(WEB);
 
 function parseArgs(argv) {
-  const args = { refs: [], bench: [], results: null, threads: null, verbose: false };
+  const args = { refs: [], bench: [], results: null, threads: null, repeat: 1, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
     const value = argv[i + 1];
@@ -38,6 +39,9 @@ function parseArgs(argv) {
       i++;
     } else if (key === '--threads') {
       args.threads = value.split(',').map(Number);
+      i++;
+    } else if (key === '--repeat') {
+      args.repeat = Number(value);
       i++;
     } else if (key === '--verbose') {
       args.verbose = true;
@@ -77,22 +81,26 @@ async function main() {
     for (const label of args.bench) {
       const all = args.threads ?? [1, cpus().length];
       for (const threads of [...new Set(all)]) {
-        const browser = await launch();
-        try {
-          console.log(`== bench: ${label}, ${threads} thread(s)`);
-          const load = loadavg()[0];
-          const result = await runPage(browser.context, `${server.url}test/parity.html?refs=/refs/${label}/&mode=bench&threads=${threads}`,
-            { log: args.verbose });
-          if (result.error) {
-            console.log(`ERROR ${result.error}`);
-            failed++;
+        const runs = [];
+        for (let rep = 0; rep < args.repeat; rep++) {
+          const browser = await launch(); // a fresh browser and profile: every download and compile is cold
+          try {
+            console.log(`== bench: ${label}, ${threads} thread(s), run ${rep + 1}/${args.repeat}`);
+            const load = loadavg()[0];
+            const result = await runPage(browser.context, `${server.url}test/parity.html?refs=/refs/${label}/&mode=bench&threads=${threads}`,
+              { log: args.verbose });
+            if (result.error) {
+              console.log(`ERROR ${result.error}`);
+              failed++;
+            }
+            runs.push({ ...result, loadAverageBefore: load, loadAverageAfter: loadavg()[0] });
+            console.log(JSON.stringify({ threads: result.threads, open: result.openMs, first: result.firstQueryMs,
+              text: result.textQueryMs, image: result.imageQueryMs }));
+          } finally {
+            await browser.close();
           }
-          out.bench[`${label}@${threads}`] = { ...result, loadAverageBefore: load, loadAverageAfter: loadavg()[0] };
-          console.log(JSON.stringify({ threads: result.threads, open: result.openMs, first: result.firstQueryMs,
-            text: result.textQueryMs, image: result.imageQueryMs }));
-        } finally {
-          await browser.close();
         }
+        out.bench[`${label}@${threads}`] = medianRun(runs);
       }
     }
   } finally {
@@ -102,6 +110,27 @@ async function main() {
   console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failing check(s), ${seconds.toFixed(1)} s`);
   if (args.results) writeResults(args, out, seconds);
   process.exit(failed ? 1 : 0);
+}
+
+const TIMED = ['textQueryMs.p50', 'textQueryMs.p95', 'textEmbedMs.p50', 'textEmbedMs.p95', 'indexSearchMs.p50',
+  'indexSearchMs.p95', 'imageQueryMs.p50', 'imageQueryMs.p95', 'imagePreprocessMs.p50', 'imagePreprocessMs.p95', 'openMs',
+  'firstQueryMs', 'openPlusFirstQueryMs', 'pageToFirstResultMs', 'firstImageQueryMs', 'loadAverageBefore', 'loadAverageAfter'];
+
+/** One result whose timings are the medians over repeated runs (each run's figures kept under `runs`). */
+function medianRun(runs) {
+  const get = (obj, key) => key.split('.').reduce((o, k) => o?.[k], obj);
+  const median = (values) => {
+    const sorted = values.filter((v) => typeof v === 'number').sort((a, b) => a - b);
+    return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : null;
+  };
+  const out = structuredClone(runs[0]);
+  for (const key of TIMED) {
+    const parts = key.split('.');
+    const target = parts.slice(0, -1).reduce((o, k) => o?.[k], out);
+    if (target) target[parts.at(-1)] = median(runs.map((r) => get(r, key)));
+  }
+  out.runs = runs.map((r) => Object.fromEntries(TIMED.map((key) => [key, get(r, key)])));
+  return out;
 }
 
 /** The demo page on the reference bundle: a typed query and a chosen image both show result tiles. */
@@ -154,6 +183,7 @@ function writeResults(args, out, seconds) {
   const rel = (p) => path.relative(REPO, p) || '.';
   const command = ['node', 'web/test/run.js', ...args.refs.flatMap(({ label, dir }) => ['--refs', `${label}=${rel(dir)}`]),
     ...args.bench.flatMap((b) => ['--bench', b]), ...(args.threads ? ['--threads', args.threads.join(',')] : []),
+    ...(args.repeat > 1 ? ['--repeat', args.repeat] : []),
     '--results', rel(args.results)].join(' ');
   const data = {
     command,
@@ -163,6 +193,7 @@ function writeResults(args, out, seconds) {
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, platform: `${process.platform} ${process.arch}` },
     versions: versions(),
     seconds,
+    repeat: args.repeat,
     parity: Object.fromEntries(Object.entries(out.parity).map(([label, p]) => [label, {
       ok: !p.failed && !p.error, error: p.error ?? null, threads: p.threads, count: p.count, text: p.text, image: p.image,
       queries: p.queries, checks: p.checks.map(({ name, ok, ...detail }) => ({ name, ok, detail })),
@@ -187,8 +218,10 @@ function writeResults(args, out, seconds) {
       manifest.image_encoder.preprocessor, 'index/CURRENT', ...['index.json', 'hnsw.bin', 'meta.sqlite'].map((f) => `index/${
         JSON.parse(readFileSync(path.join(bundleDir, 'index/CURRENT'), 'utf8')).generation}/${f}`)];
     const imageFile = manifest.image_encoder.ort_file ?? manifest.image_encoder.file;
+    const py = refs[label].python_latency;
     data.bench[key] = {
       ...b,
+      python: py ? py[Number(key.split('@')[1]) === 1 ? '1' : 'None'] : null,
       runtimeBytes: runtime,
       runtimeBytesTotal: Object.values(runtime).reduce((s, r) => s + r.bytes, 0),
       runtimeBytesGzip: Object.values(runtime).reduce((s, r) => s + (r.gzip ?? r.bytes), 0),
@@ -229,6 +262,7 @@ function markdown(d) {
   if (benches.length) {
     lines.push('', '## Latency and bytes in the browser', '',
       'Per query: tokenise/preprocess + encode + search (median and p95 of 300 text / 50 image queries, after the first). ' +
+      `Each figure is the median over ${d.repeat} fresh browser(s) per row. ` +
       'First query = `Retriever.open` (download, sha256, session creation) + the first text query, in a fresh browser.', '',
       '| run | threads | text query ms p50 / p95 | text encode ms p50 | search ms p50 | image query ms p50 / p95 | preprocess ms p50 | open ms | first query ms | open + first query ms | first image query ms | bundle MB (text start / +image tower) | gzip MB | runtime MB (gzip) |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
@@ -237,6 +271,18 @@ function markdown(d) {
         `${fmt(b.imageQueryMs.p50)} / ${fmt(b.imageQueryMs.p95)} | ${fmt(b.imagePreprocessMs.p50)} | ${fmt(b.openMs)} | ${fmt(b.firstQueryMs)} | ` +
         `${fmt(b.openPlusFirstQueryMs)} | ${fmt(b.firstImageQueryMs)} | ${mb(b.bundleBytesTextStart)} / ${mb(b.bundleBytesAfterImage)} | ` +
         `${mb(b.bundleGzipTextStart)} / ${mb(b.bundleGzipAfterImage)} | ${mb(b.runtimeBytesTotal)} (${mb(b.runtimeBytesGzip)}) |`);
+    }
+    const withPython = benches.filter(([, b]) => b.python);
+    if (withPython.length) {
+      lines.push('', 'The Python runtime on the same queries, timed by `python -m tools.web --time` just before (same machine; ' +
+        'its other tenants move both):', '', '| run | Python threads | text query ms p50 / p95 | image query ms p50 / p95 | browser / Python (text, image p50) | load average |',
+      '|---|---|---|---|---|---|');
+      for (const [key, b] of withPython) {
+        const p = b.python;
+        lines.push(`| ${key} | ${p.threads ?? 'all'} | ${fmt(p.text_query_ms?.p50)} / ${fmt(p.text_query_ms?.p95)} | ` +
+          `${fmt(p.image_query_ms?.p50)} / ${fmt(p.image_query_ms?.p95)} | ${fmt(b.textQueryMs.p50 / p.text_query_ms?.p50, 1)}x, ` +
+          `${fmt(b.imageQueryMs.p50 / p.image_query_ms?.p50, 1)}x | ${fmt(b.loadAverageBefore, 1)} -> ${fmt(b.loadAverageAfter, 1)} |`);
+      }
     }
     const [, b] = benches[0];
     lines.push('', `Runtime files (served as is; gzip -9 sizes beside): ${Object.entries(b.runtimeBytes)
