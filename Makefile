@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 EXTRAS := distill,compress,bench,dev
 
-.PHONY: install demo test test-all test-runtime-base lint clean arm64 arm64-reduced
+.PHONY: install demo test test-all test-runtime-base lint clean arm64 arm64-reduced test-web
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -47,6 +47,18 @@ arm64: install
 
 arm64-reduced: install
 	$(PY) -m tools.arm64 --reduced
+
+# The JavaScript runtime (web/) in a real headless browser: Debian's Chromium (installed when missing), npm ci in
+# web/, the Python runtime's answers on the tiny fixture bundle (tools/web), then web/test/run.js (parity, refusals,
+# the demo page). ~1 min on a fresh 2-core machine, apt and npm included (README "In a web or desktop app").
+WEB_REFS := build/web/fixture
+APT_GET := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+test-web: install
+	@command -v chromium >/dev/null 2>&1 || { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	$(PY) -m tools.web --bundle tests/runtime/fixtures/tiny_bundle --out $(WEB_REFS)
+	node web/test/run.js --refs fixture=$(WEB_REFS)
 
 lint: install
 	$(VENV)/bin/ruff check .
