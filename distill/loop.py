@@ -15,8 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import LossConfig, distill_loss
-from .pairs import normalise_pixels
-from .sampler import Batch, BatchSampler, pad
+from .sampler import Batch, BatchSampler
 from .student import DualEncoder, length_chunks
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,24 @@ class TrainSettings:
     save_every: int = 0
     ridge_samples: int = 4096
     ridge_penalty: float = 1.0
+    device: str = "auto"  # "auto": the first CUDA GPU when there is one, else the CPU
+    #: "auto": bf16 autocast on a GPU that has it (else fp16), fp32 on the CPU; or "fp32", "bf16", "fp16"
+    precision: str = "auto"
+
+    def torch_device(self) -> torch.device:
+        """The device training runs on."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The mixed-precision dtype (None: full fp32)."""
+        device = self.torch_device()
+        if self.precision == "fp32" or (self.precision == "auto" and device.type != "cuda"):
+            return None
+        if self.precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
 
 @dataclass
@@ -77,37 +94,38 @@ def init_projections(model: DualEncoder, sampler: BatchSampler, settings: TrainS
     data, n = sampler.data, settings.ridge_samples
     if sampler.n_images:
         rows = np.sort(rng.permutation(sampler.n_images)[:n])
-        feats = torch.cat([model.image.pooled(_image_inputs(model, sampler, rows[i : i + 128]))
-                           for i in range(0, len(rows), 128)])
-        w, b = ridge_projection(feats, torch.from_numpy(data.image_teacher[rows]), settings.ridge_penalty)
-        model.image.proj.weight.copy_(w)
-        model.image.proj.bias.copy_(b)
-    seqs = [t for caps in sampler.caption_tokens for t in caps] + sampler.gloss_tokens + sampler.lemma_tokens
-    if seqs:
-        targets = np.concatenate([t for t in (*data.caption_teacher, data.gloss_teacher, data.lemma_teacher) if len(t)])
-        rows = np.sort(rng.permutation(len(seqs))[:n])
-        order = rows[np.argsort([len(seqs[r]) for r in rows], kind="stable")]  # similar lengths batch together
-        feats = torch.cat([model.text.pooled(*pad([seqs[r] for r in order[i : i + 256]]))
+        feats = torch.cat([_pooled_images(model, sampler, rows[i : i + 128]) for i in range(0, len(rows), 128)])
+        _fit(model.image.proj, feats, data.images.gather(rows), settings.ridge_penalty)
+    if sampler.tokens is not None and len(sampler.tokens):
+        rows = np.sort(rng.permutation(len(sampler.tokens))[:n])
+        order = rows[np.argsort(sampler.tokens.lengths[rows], kind="stable")]  # similar lengths batch together
+        feats = torch.cat([model.text.pooled(*sampler.tokens.batch(order[i : i + 256]))
                            for i in range(0, len(order), 256)])
-        w, b = ridge_projection(feats, torch.from_numpy(targets[order]), settings.ridge_penalty)
-        model.text.proj.weight.copy_(w)
-        model.text.proj.bias.copy_(b)
+        _fit(model.text.proj, feats, data.texts.gather(order), settings.ridge_penalty)
     logger.info("projections initialised by ridge regression")
 
 
-def _image_inputs(model: DualEncoder, sampler: BatchSampler, rows: np.ndarray) -> torch.Tensor:
-    """Inputs to ``model.image.pooled``: cached prefix features, or the prefix of normalised pixels."""
-    if sampler.image_inputs is not None:
-        return torch.from_numpy(np.asarray(sampler.image_inputs[rows], dtype=np.float32))
-    return model.image.prefix(torch.from_numpy(normalise_pixels(sampler.data.pixels[rows], sampler.preprocessor)))
+def _fit(proj: torch.nn.Linear, feats: torch.Tensor, targets: np.ndarray, penalty: float) -> None:
+    w, b = ridge_projection(feats, torch.from_numpy(targets), penalty)
+    proj.weight.copy_(w)
+    proj.bias.copy_(b)
+
+
+def _pooled_images(model: DualEncoder, sampler: BatchSampler, rows: np.ndarray) -> torch.Tensor:
+    """Pooled image features: from cached prefix features, or through the prefix of normalised pixels."""
+    inputs, prefixed = sampler.image_input(rows)
+    return model.image.pooled(inputs if prefixed else model.image.prefix(inputs))
 
 
 def make_optimizer(model: DualEncoder, s: TrainSettings, total_steps: int):
     """AdamW with per-tower learning rates, linear warmup then cosine decay to zero."""
+    towers = [t for t in (model.text, model.image) if t is not None]
     groups = [
-        {"params": [p for p in model.text.bert.parameters() if p.requires_grad], "lr": s.lr_text},
-        {"params": [p for p in model.image.trunk.parameters() if p.requires_grad], "lr": s.lr_image},
-        {"params": [*model.text.proj.parameters(), *model.image.proj.parameters()], "lr": s.lr_proj},
+        {"params": [] if model.text is None else [p for p in model.text.bert.parameters() if p.requires_grad],
+         "lr": s.lr_text},
+        {"params": [] if model.image is None else [p for p in model.image.trunk.parameters() if p.requires_grad],
+         "lr": s.lr_image},
+        {"params": [p for t in towers for p in t.proj.parameters()], "lr": s.lr_proj},
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)
     warmup = max(1, int(total_steps * s.warmup_frac))
@@ -122,13 +140,13 @@ def make_optimizer(model: DualEncoder, s: TrainSettings, total_steps: int):
 
 
 def forward_batch(model: DualEncoder, batch: Batch) -> dict[str, torch.Tensor]:
-    """Raw student features per group (images from prefix features or pixels, as the sampler gives)."""
+    """Raw student features per group (images from prefix features or pixels, as the sampler gives), float32."""
     out = {}
     if batch.pixels is not None:
         out["image"] = model.image.suffix(batch.pixels) if batch.prefixed else model.image(batch.pixels)
     for name, (ids, mask) in batch.tokens.items():
         out[name] = encode_by_length(model.text, ids, mask)
-    return out
+    return {name: value.float() for name, value in out.items()}
 
 
 def encode_by_length(text_tower: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
@@ -180,7 +198,10 @@ def run_epochs(
     interruption would; calling again resumes.
     """
     steps = sampler.steps_per_epoch()
+    device = settings.torch_device()
+    model.to(device)
     optimizer, scheduler = make_optimizer(model, settings, steps * settings.epochs)
+    step_fn = _Step(model, loss_config, optimizer, scheduler, device, settings.autocast_dtype())
     state_path = state_dir / STATE_FILE
     state = load_state(state_path, model, optimizer, scheduler) if state_path.is_file() else TrainState()
     if state_path.is_file():
@@ -191,7 +212,7 @@ def run_epochs(
         bar = tqdm(range(state.step, steps), desc=f"epoch {state.epoch + 1}/{settings.epochs}", disable=not progress)
         running, start = None, time.time()
         for step in bar:
-            terms = _train_step(model, sampler.batch(state.epoch, step), loss_config, optimizer, scheduler)
+            terms = step_fn(sampler.batch(state.epoch, step))
             running = terms["total"] if running is None else 0.9 * running + 0.1 * terms["total"]
             bar.set_postfix(loss=f"{running:.4f}")
             state.step, state.global_step, done_here = step + 1, state.global_step + 1, done_here + 1
@@ -211,11 +232,31 @@ def run_epochs(
     return state
 
 
-def _train_step(model, batch: Batch, loss_config: LossConfig, optimizer, scheduler) -> dict[str, float]:
-    terms = distill_loss(forward_batch(model, batch), batch.features, loss_config, batch.labels)
-    optimizer.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-    optimizer.step()
-    scheduler.step()
-    return {k: round(float(v.detach()), 5) for k, v in terms.items()}
+class _Step:
+    """One optimisation step on ``device``, under autocast when ``dtype`` is set (a GradScaler for fp16)."""
+
+    def __init__(self, model: DualEncoder, loss_config: LossConfig, optimizer: Any, scheduler: Any,
+                 device: torch.device, dtype: torch.dtype | None) -> None:
+        self.model, self.loss_config, self.optimizer, self.scheduler = model, loss_config, optimizer, scheduler
+        self.device, self.dtype = device, dtype
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def __call__(self, batch: Batch) -> dict[str, float]:
+        batch = batch.to(self.device) if self.device.type != "cpu" else batch
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            features = forward_batch(self.model, batch)
+        terms = distill_loss(features, batch.features, self.loss_config, batch.labels, batch.partner)
+        self.optimizer.zero_grad(set_to_none=True)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.scaler is not None:
+            self.scaler.scale(terms["total"]).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.optimizer.step()
+        self.scheduler.step()
+        return {k: round(float(v.detach()), 5) for k, v in terms.items()}

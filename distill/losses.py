@@ -1,14 +1,14 @@
 """Distillation losses. Teacher features come in as plain tensors (read from the teacher cache).
 
-Inputs are dicts keyed by group: ``image`` and ``caption`` (row i of each belong to the same emoji),
-``gloss`` and ``lemma`` (row i of each belong to the same synset). Student features are the raw tower
-outputs; teacher features are L2-normalised. Terms:
+Inputs are dicts keyed by group: ``image`` and ``caption`` (caption i belongs to image ``partner["caption"][i]``,
+or to image i without a partner index), ``query`` and ``document`` (row i of each are a pair) and ``text``
+(unpaired texts). Student features are the raw tower outputs; teacher features are L2-normalised. Terms:
 
 - ``cos_image`` / ``cos_text``: 1 - cosine between student and teacher embedding (full dim), or the
   squared error of the normalised embeddings with ``mse=True``;
 - ``aff_t2i`` / ``aff_i2t`` / ``aff_t2t``: affinity mimicking, KL(teacher || student) between the
-  in-batch similarity distributions caption->image, image->caption and gloss->lemma;
-- ``contrastive``: symmetric InfoNCE on the ground-truth pairs (caption<->image, gloss<->lemma),
+  in-batch similarity distributions caption->image, image->caption and query->document;
+- ``contrastive``: symmetric InfoNCE on the ground-truth pairs (caption<->image, query<->document),
   with rows sharing a label counted as positives.
 
 Affinity and contrastive terms are averaged over the Matryoshka dims (student prefixes renormalised,
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-AFFINITY_PAIRS = {"aff_t2i": ("caption", "image"), "aff_i2t": ("image", "caption"), "aff_t2t": ("gloss", "lemma")}
-CONTRASTIVE_PAIRS = (("caption", "image"), ("gloss", "lemma"))
+AFFINITY_PAIRS = {"aff_t2i": ("caption", "image"), "aff_i2t": ("image", "caption"), "aff_t2t": ("query", "document")}
+CONTRASTIVE_PAIRS = (("caption", "image"), ("query", "document"))
+TEXT_GROUPS = ("caption", "query", "document", "text")
 
 
 @dataclass
@@ -86,20 +87,29 @@ def _present(group: dict[str, torch.Tensor], *names: str) -> bool:
     return all(n in group and len(group[n]) > 1 for n in names)
 
 
+def _paired(groups: dict[str, torch.Tensor], partner: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The images that captions belong to, row-aligned with the captions (when only some images have one)."""
+    if "caption" in partner and "image" in groups:
+        return {**groups, "image": groups["image"][partner["caption"]]}
+    return groups
+
+
 def distill_loss(
     student: dict[str, torch.Tensor],
     teacher: dict[str, torch.Tensor],
     config: LossConfig,
     labels: dict[str, torch.Tensor] | None = None,
+    partner: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms as a dict (each averaged over Matryoshka dims where it applies) plus ``total``.
 
-    ``labels`` optionally maps 'image' / 'gloss' to per-row pair labels for the contrastive term.
+    ``labels`` optionally maps groups to per-row pair labels for the contrastive term; ``partner`` maps
+    ``caption`` to each caption's image row (pair terms then use those images only).
     """
-    labels = labels or {}
+    labels, partner = labels or {}, partner or {}
     full = next(iter(student.values())).shape[-1]
     dims = sorted(set(config.matryoshka_dims) | {full})
-    texts = [n for n in ("caption", "gloss", "lemma") if n in student]
+    texts = [n for n in TEXT_GROUPS if n in student]
     t = {k: F.normalize(v, dim=-1) for k, v in teacher.items()}
     terms: dict[str, torch.Tensor] = {}
     cos_dims = dims if config.matryoshka_cosine else [full]
@@ -110,7 +120,8 @@ def distill_loss(
         s_text = torch.cat([student[n] for n in texts])
         t_text = torch.cat([t[n] for n in texts])
         terms["cos_text"] = _mean(cosine_loss(s_text[:, :d], t_text[:, :d], config.mse) for d in cos_dims)
-    prefixes = {d: {k: F.normalize(v[:, :d], dim=-1) for k, v in student.items()} for d in dims}
+    prefixes = {d: _paired({k: F.normalize(v[:, :d], dim=-1) for k, v in student.items()}, partner) for d in dims}
+    t, labels = _paired(t, partner), _paired(labels, partner)
     for name, (q, k) in AFFINITY_PAIRS.items():
         if _present(student, q, k):
             terms[name] = _mean(

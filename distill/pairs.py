@@ -1,56 +1,130 @@
 """Training data for distillation, read from teacher caches only (the teacher never runs here).
 
-Pairs come from the TRAIN split only: clean and augmented renders of train emoji ('img:', 'aug:') with
-their captions ('cap:'), and glosses/lemmas of train synsets. Images are re-rendered once from the
-corpus (exactly the pixels the teacher saw), resized to the student's resolution and kept as a uint8
-array, cached as ``.npy`` so later runs and resumptions skip rendering.
+Every cache's item table (:mod:`edgeret.distill.cache.items`) says what each row is; the train split of
+every cache feeds training:
+
+* every good image and text feeds feature distillation (the cosine term);
+* an image's *captions* are the documents (texts without a role) of its group: image-text pairs feed the
+  contrastive and affinity terms;
+* a *query* and the documents of its group are text-text pairs (the first document is its partner);
+* every other text is *unpaired* (cosine only).
+
+Teacher embeddings stay in the caches' memmaps: :class:`TeacherRows` gathers a batch's rows when it is
+drawn, so nothing grows with the corpus but a few integers per item.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from edgeret.data.corpora import corpus_source
 from edgeret.data.items import Corpus
-from edgeret.data.openmoji import emojis
-from edgeret.data.wordnet import synsets
-from edgeret.runtime.preprocess import ImagePreprocessor
 
 from .cache import TeacherCache
+from .cache.items import ItemTable, write_item_table
 
 logger = logging.getLogger(__name__)
+
+_TEXTS_PER_READ = 8192
+
+
+@dataclass
+class TeacherRows:
+    """Items as (cache, row) pairs; :meth:`gather` reads their teacher embeddings (float32)."""
+
+    caches: list[TeacherCache]
+    cache: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def gather(self, index: np.ndarray) -> np.ndarray:
+        """Teacher embeddings of items ``index`` (in that order), float32 (len(index), dim)."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.caches[0].dim), dtype=np.float32)
+        for c in np.unique(self.cache[index]):
+            where = np.flatnonzero(self.cache[index] == c)
+            rows = self.row[index[where]]
+            order = np.argsort(rows, kind="stable")  # ascending rows read the memmap sequentially
+            out[where[order]] = self.caches[c].embeddings[rows[order]]
+        return out
 
 
 @dataclass
 class TrainData:
-    """Everything a training step samples from; rows align with the teacher embedding arrays."""
+    """Everything a training step samples from (indices into :attr:`images` and :attr:`texts`)."""
 
-    image_ids: list[str] = field(default_factory=list)
-    image_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # emoji index per image
-    image_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    pixels: np.ndarray | None = None  # (N, S, S, 3) uint8 at the student's resolution
-    captions: list[list[str]] = field(default_factory=list)  # caption texts per emoji index
-    caption_teacher: list[np.ndarray] = field(default_factory=list)  # (n_captions, D) per emoji index
-    glosses: list[str] = field(default_factory=list)
-    lemmas: list[str] = field(default_factory=list)
-    gloss_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    lemma_teacher: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    images: TeacherRows
+    texts: TeacherRows
+    tables: list[ItemTable]
+    image_labels: np.ndarray  # pair group per image (-1: no captions)
+    caption_start: np.ndarray  # per image: its captions are caption_texts[start:start + count]
+    caption_count: np.ndarray
+    caption_texts: np.ndarray
+    query_texts: np.ndarray  # text-text pairs: query i goes with document_texts[i]
+    document_texts: np.ndarray
+    unpaired_texts: np.ndarray
+    pixels: object | None = None  # a PixelStore (edgeret.distill.inputs), set by the trainer
 
-    def texts(self) -> list[str]:
-        """Every training text (for the vocabulary)."""
-        return [c for caps in self.captions for c in caps] + self.glosses + self.lemmas
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    def iter_texts(self) -> Iterator[str]:
+        """Every training text, in :attr:`texts` order (streamed from the item tables)."""
+        for c, table in enumerate(self.tables):
+            rows = self.texts.row[self.texts.cache == c]
+            for lo in range(0, len(rows), _TEXTS_PER_READ):
+                part = rows[lo : lo + _TEXTS_PER_READ]
+                found = dict(table.select("row, text", f"row IN ({','.join(map(str, part.tolist()))})"))
+                yield from (found[int(r)] for r in part)
+
+    def texts_list(self) -> list[str]:
+        """Every training text (for the vocabulary of a small corpus)."""
+        return list(self.iter_texts())
+
+    def image_info(self, index: np.ndarray) -> list[tuple[int, int, str | None, str]]:
+        """``(cache, row, path, id)`` of training images ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        out: list = [None] * len(index)
+        for c in np.unique(self.images.cache[index]).tolist():
+            where = np.flatnonzero(self.images.cache[index] == c)
+            rows = self.images.row[index[where]]
+            found = {r: (p, i) for r, p, i in self.tables[c].select(
+                "row, path, id", f"row IN ({','.join(map(str, rows.tolist()))})")}
+            for w, r in zip(where.tolist(), rows.tolist(), strict=True):
+                out[w] = (c, r, *found[r])
+        return out
+
+    def image_items(self) -> Iterator[tuple[int, int, str | None, str]]:
+        """``(cache, row, path, id)`` of every training image, in :attr:`images` order (streamed)."""
+        for lo in range(0, self.n_images, _TEXTS_PER_READ):
+            yield from self.image_info(np.arange(lo, min(lo + _TEXTS_PER_READ, self.n_images)))
+
+
+def item_table(cache: TeacherCache, workdir: Path) -> ItemTable:
+    """The cache's item table; for a cache built before tables existed, one written into ``workdir`` from its
+    corpus (rebuilt by name and checked by its id hash)."""
+    table = cache.items
+    if table is not None:
+        return table
+    path = Path(workdir) / f"items-{cache.meta['corpus']['ids_sha256'][:16]}.sqlite"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        write_item_table(tmp, corpus_for_cache(cache))
+        tmp.replace(path)
+    return ItemTable(path)
 
 
 def corpus_for_cache(cache: TeacherCache) -> Corpus:
-    """Rebuild the corpus a cache was made from (checked by its id hash), for texts and renders."""
+    """Rebuild the built-in corpus a cache was made from (checked by its id hash), e.g. to render its images."""
     ident = cache.meta["corpus"]
     corpus = corpus_source(ident["name"]).rebuild(ident.get("meta", {}))
     if corpus.ids_sha256() != ident["ids_sha256"]:
@@ -59,111 +133,81 @@ def corpus_for_cache(cache: TeacherCache) -> Corpus:
     return corpus
 
 
-def _emoji_of(item_id: str) -> str:
-    return item_id.split(":")[1]
+@dataclass
+class _Cache:
+    """One cache's train rows, before they are concatenated."""
+
+    image_rows: np.ndarray
+    image_groups: np.ndarray
+    text_rows: np.ndarray
+    text_groups: np.ndarray
+    text_query: np.ndarray  # bool
 
 
-def openmoji_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> dict[str, object]:
-    """Fill the image/caption fields of ``data`` from the train emoji; returns id -> corpus item."""
-    train = {e.id for e in emojis("train")}
-    by_id = {item.id: item for item in corpus.items}
-    caption_ids: dict[str, list[str]] = {}
-    for item in corpus.items:
-        if item.id.startswith("cap:") and _emoji_of(item.id) in train:
-            caption_ids.setdefault(_emoji_of(item.id), []).append(item.id)
-    order = sorted(caption_ids)
-    label = {emoji: i for i, emoji in enumerate(order)}
-    data.image_ids = [i.id for i in corpus.items
-                      if i.kind == "image" and _emoji_of(i.id) in label and i.id.split(":")[0] in ("img", "aug")]
-    data.image_labels = np.array([label[_emoji_of(i)] for i in data.image_ids], dtype=np.int64)
-    data.image_teacher = cache.rows(data.image_ids)
-    data.captions = [[by_id[c].text for c in caption_ids[e]] for e in order]
-    data.caption_teacher = [cache.rows(caption_ids[e]) for e in order]
-    logger.info("openmoji: %d train images of %d emoji, %d captions", len(data.image_ids), len(order),
-                sum(map(len, data.captions)))
-    return by_id
+def _read(table: ItemTable) -> _Cache:
+    rows = table.train_rows()
+    image = rows[:, 3] == 1
+    return _Cache(rows[image, 0], rows[image, 1], rows[~image, 0], rows[~image, 1], rows[~image, 2] == 1)
 
 
-def wordnet_pairs(cache: TeacherCache, corpus: Corpus, data: TrainData) -> None:
-    """Fill the gloss/lemma fields of ``data`` from the train synsets present in the cache."""
-    by_id = {item.id: item for item in corpus.items}
-    keys = [s.key for s in synsets("train") if f"gloss:{s.key}" in by_id and f"lemma:{s.key}" in by_id]
-    data.glosses = [by_id[f"gloss:{k}"].text for k in keys]
-    data.lemmas = [by_id[f"lemma:{k}"].text for k in keys]
-    data.gloss_teacher = cache.rows([f"gloss:{k}" for k in keys])
-    data.lemma_teacher = cache.rows([f"lemma:{k}" for k in keys])
-    logger.info("wordnet: %d train synsets", len(keys))
-
-
-def render_pixels(items: list, preprocessor: ImagePreprocessor, progress: bool = True) -> np.ndarray:
-    """Render corpus image items and resize/crop them to the student's size: (N, S, S, 3) uint8."""
-    size = preprocessor.size
-    out = np.empty((len(items), size, size, 3), dtype=np.uint8)
-    for row, item in enumerate(tqdm(items, desc="rendering train images", disable=not progress, unit="img")):
-        out[row] = np.asarray(preprocessor.resize_crop(item.load()), dtype=np.uint8)
-    return out
-
-
-def cached_pixels(
-    items: list, preprocessor: ImagePreprocessor, cache_dir: Path | None, progress: bool = True
-) -> np.ndarray:
-    """:func:`render_pixels`, memoised as ``pixels-<hash>.npy`` in ``cache_dir`` (None = no memo)."""
-    if cache_dir is None:
-        return render_pixels(items, preprocessor, progress)
-    key = hashlib.sha256(json.dumps([[i.id for i in items], preprocessor.to_dict()]).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"pixels-{key}.npy"
-    if path.is_file():
-        logger.info("reusing pre-rendered train images %s", path)
-        return np.load(path)
-    pixels = render_pixels(items, preprocessor, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, pixels)
-    tmp.replace(path)
-    return pixels
-
-
-def _openmoji(cache: TeacherCache, corpus: Corpus, data: TrainData, preprocessor: ImagePreprocessor,
-              pixel_cache_dir: Path | None, progress: bool) -> None:
-    by_id = openmoji_pairs(cache, corpus, data)
-    data.pixels = cached_pixels([by_id[i] for i in data.image_ids], preprocessor, pixel_cache_dir, progress)
-
-
-def _wordnet(cache: TeacherCache, corpus: Corpus, data: TrainData, preprocessor: ImagePreprocessor,
-             pixel_cache_dir: Path | None, progress: bool) -> None:
-    wordnet_pairs(cache, corpus, data)
-
-
-#: corpus name -> what fills :class:`TrainData` from a cache of that corpus
-PAIR_BUILDERS = {"openmoji": _openmoji, "wordnet": _wordnet}
-
-
-def load_train_data(
-    caches: Sequence[TeacherCache],
-    preprocessor: ImagePreprocessor,
-    pixel_cache_dir: Path | None = None,
-    progress: bool = True,
-) -> TrainData:
-    """Training pairs of the train split from the given caches (one per corpus; at least one)."""
+def load_train_data(caches: Sequence[TeacherCache], workdir: Path, progress: bool = True) -> TrainData:
+    """The train split of ``caches`` (one dim, at least one cache), paired as the module docstring says."""
     if not caches:
         raise ValueError("need at least one teacher cache")
     if len({c.dim for c in caches}) != 1:
         raise ValueError(f"teacher caches disagree on dim: {[c.dim for c in caches]}")
-    names = [c.meta["corpus"]["name"] for c in caches]
-    if len(set(names)) != len(names):
-        raise ValueError(f"one teacher cache per corpus, got {names}")
-    unknown = sorted(set(names) - set(PAIR_BUILDERS))
-    if unknown:
-        raise ValueError(f"no training pairs for corpus {unknown}; known: {sorted(PAIR_BUILDERS)}")
-    data = TrainData()
-    for name in sorted(names, key=list(PAIR_BUILDERS).index):  # images first, as the sampler expects
-        cache = caches[names.index(name)]
-        PAIR_BUILDERS[name](cache, corpus_for_cache(cache), data, preprocessor, pixel_cache_dir, progress)
+    tables = [item_table(c, workdir) for c in caches]
+    parts = [_read(t) for t in tables]
+    offset = 0
+    for part in parts:  # groups are per cache: shift each cache's ids past the previous ones
+        for name in ("image_groups", "text_groups"):
+            values = getattr(part, name)
+            values[values >= 0] += offset
+        offset += int(max(part.image_groups.max(initial=-1), part.text_groups.max(initial=-1))) + 1
+    return _assemble(list(caches), tables, parts)
+
+
+def _assemble(caches: list[TeacherCache], tables: list[ItemTable], parts: list[_Cache]) -> TrainData:
+    cat = np.concatenate
+    images = TeacherRows(caches, cat([np.full(len(p.image_rows), c, np.int16) for c, p in enumerate(parts)]),
+                         cat([p.image_rows for p in parts]))
+    texts = TeacherRows(caches, cat([np.full(len(p.text_rows), c, np.int16) for c, p in enumerate(parts)]),
+                        cat([p.text_rows for p in parts]))
+    image_groups, text_groups = cat([p.image_groups for p in parts]), cat([p.text_groups for p in parts])
+    is_query = cat([p.text_query for p in parts])
+    documents = np.flatnonzero(~is_query & (text_groups >= 0))
+    captioned = set(image_groups[image_groups >= 0].tolist())
+    captions = documents[np.isin(text_groups[documents], list(captioned))]
+    start, count = _caption_index(image_groups, captions, text_groups)
+    queries, partners = _query_pairs(is_query, text_groups, documents)
+    used = np.zeros(len(texts), dtype=bool)
+    used[captions], used[queries], used[partners] = True, True, True
+    data = TrainData(images, texts, tables, np.where(count > 0, image_groups, -1), start, count, captions, queries,
+                     partners, np.flatnonzero(~used))
+    logger.info("training data: %d images (%d with captions), %d texts (%d captions, %d query-document pairs, "
+                "%d unpaired)", len(images), int((count > 0).sum()), len(texts), len(captions), len(queries),
+                len(data.unpaired_texts))
     return data
 
 
-def normalise_pixels(pixels: np.ndarray, preprocessor: ImagePreprocessor) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW normalised exactly as ``ImagePreprocessor.__call__`` does."""
-    mean = np.asarray(preprocessor.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(preprocessor.std, dtype=np.float32)[:, None, None]
-    return (pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
+def _caption_index(image_groups: np.ndarray, captions: np.ndarray,
+                   text_groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, where its group's captions start in ``captions`` (sorted by group, then row) and how many."""
+    order = np.argsort(text_groups[captions], kind="stable")
+    captions[:] = captions[order]
+    keys = text_groups[captions]
+    start = np.searchsorted(keys, image_groups, side="left")
+    stop = np.searchsorted(keys, image_groups, side="right")
+    count = np.where(image_groups >= 0, stop - start, 0)
+    return start.astype(np.int64), count.astype(np.int64)
+
+
+def _query_pairs(is_query: np.ndarray, text_groups: np.ndarray,
+                 documents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query with the first document of its group (queries without one are left out)."""
+    first_doc: dict[int, int] = {}
+    for d in documents.tolist():
+        first_doc.setdefault(int(text_groups[d]), d)
+    queries = [q for q in np.flatnonzero(is_query & (text_groups >= 0)).tolist() if int(text_groups[q]) in first_doc]
+    return (np.asarray(queries, dtype=np.int64),
+            np.asarray([first_doc[int(text_groups[q])] for q in queries], dtype=np.int64))

@@ -1,22 +1,30 @@
 """Deterministic batches for distillation: each batch is a pure function of (seed, epoch, step).
 
 That makes an interrupted run resume exactly where it stopped. A batch holds ``image_batch`` train
-images (an epoch is one pass over them) each with one of its emoji's captions, and ``text_batch``
-gloss/lemma pairs (cycled through the synsets independently of the image epochs).
+images (an epoch is one pass over them), each with one of its captions when it has any; ``text_batch``
+query-document pairs (cycled through the pairs independently of the image epochs); and ``text_batch``
+unpaired texts (cycled likewise). Without images, an epoch is one pass over the pairs (or, without
+pairs, over the unpaired texts).
+
+Groups of a batch: ``image``, ``caption`` (``partner["caption"]`` gives each caption's image row in the
+batch), ``query`` and ``document`` (row i of each pair up), ``text`` (unpaired).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
-from .pairs import TrainData, normalise_pixels
+from .inputs import PixelStore, TokenTable, normalise_pixels
+from .pairs import TrainData
+
+#: seed streams of the text cycles (the image order uses [seed, epoch])
+PAIR_STREAM, TEXT_STREAM = 7, 11
 
 
 @dataclass
@@ -28,121 +36,140 @@ class Batch:
     tokens: dict[str, tuple[torch.Tensor, torch.Tensor]]  # (ids, mask) per text group
     labels: dict[str, torch.Tensor]
     prefixed: bool = False  # ``pixels`` are frozen-prefix features, not images
+    partner: dict[str, torch.Tensor] = field(default_factory=dict)  # caption -> its image's row in the batch
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch on ``device``."""
+        move = {k: v.to(device) for k, v in self.features.items()}
+        return Batch(None if self.pixels is None else self.pixels.to(device), move,
+                     {k: (i.to(device), m.to(device)) for k, (i, m) in self.tokens.items()},
+                     {k: v.to(device) for k, v in self.labels.items()}, self.prefixed,
+                     {k: v.to(device) for k, v in self.partner.items()})
 
 
-def pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists with 0; returns (ids, mask) int64."""
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
-def tokenize_all(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of every text (truncated to ``max_length``, no padding)."""
-    tok = Tokenizer.from_str(tokenizer.to_str())
-    tok.no_padding()
-    tok.enable_truncation(max_length)
-    return [e.ids for e in tok.encode_batch(texts)] if texts else []
+def _cycle_rows(n: int, size: int, position: int, seed: int, stream: int) -> np.ndarray:
+    """``size`` distinct indices of ``range(n)`` at ``position`` of an endless sequence of seeded permutations."""
+    cycle, offset = divmod(position, n)
+    rows = np.random.default_rng([seed, stream, cycle]).permutation(n)[offset : offset + size]
+    if len(rows) < size:  # wrap into the next cycle
+        nxt = np.random.default_rng([seed, stream, cycle + 1]).permutation(n)
+        rows = np.concatenate([rows, nxt[: size - len(rows)]])
+    return np.unique(rows)
 
 
 class BatchSampler:
     """Builds :class:`Batch` objects from :class:`TrainData` (see the module docstring)."""
 
-    def __init__(
-        self, data: TrainData, tokenizer: Tokenizer, max_length: int, image_batch: int, text_batch: int, seed: int,
-        preprocessor=None, image_inputs: np.ndarray | None = None,
-    ):
-        """``image_inputs`` (e.g. frozen-prefix features, float) replace the normalised pixels when given."""
-        self.data, self.seed = data, seed
+    def __init__(self, data: TrainData, tokens: TokenTable | None, image_batch: int, text_batch: int, seed: int,
+                 pixels: PixelStore | None = None, preprocessor: Any = None,
+                 image_inputs: np.ndarray | None = None) -> None:
+        """``image_inputs`` (frozen-prefix features, float) replace the normalised pixels when given."""
+        self.data, self.tokens, self.seed = data, tokens, seed
         self.image_batch, self.text_batch = image_batch, text_batch
-        self.preprocessor, self.image_inputs = preprocessor, image_inputs
-        self.caption_tokens = [tokenize_all(tokenizer, caps, max_length) for caps in data.captions]
-        self.gloss_tokens = tokenize_all(tokenizer, data.glosses, max_length)
-        self.lemma_tokens = tokenize_all(tokenizer, data.lemmas, max_length)
+        self.pixels, self.preprocessor, self.image_inputs = pixels, preprocessor, image_inputs
 
     @classmethod
-    def for_model(cls, model: Any, data: TrainData, settings: Any, prefix: bool = False,
-                  prefix_cache: Path | None = None) -> BatchSampler:
-        """The sampler a training run of ``model`` uses: its tokenizer, max length, preprocessor and the
+    def for_model(cls, model: Any, data: TrainData, settings: Any, workdir: Path, prefix: bool = False,
+                  progress: bool = False) -> BatchSampler:
+        """The sampler a training run of ``model`` uses: its tokens and pixels prepared in ``workdir``, the
         ``settings`` batch sizes and seed; with ``prefix``, the frozen image prefix runs once here and batches
-        carry its features (memoised in ``prefix_cache`` when given, for resumption)."""
-        features = None
-        if prefix and model.config.image.frozen_blocks and data.pixels is not None:
-            features = _prefix_inputs(model, data, prefix_cache)
-        return cls(data, model.tokenizer, model.config.text.max_length, settings.image_batch, settings.text_batch,
-                   settings.seed, model.preprocessor, features)
+        carry its features (kept in ``workdir`` for resumption)."""
+        tokens = pixels = features = None
+        if model.text is not None and len(data.texts):
+            tokens = TokenTable.build(data.iter_texts(), len(data.texts), model.tokenizer,
+                                      model.config.text.max_length, workdir, progress)
+        if model.image is not None and data.n_images:
+            pixels = PixelStore.build(data, model.preprocessor, workdir, progress)
+            if prefix and model.config.image.frozen_blocks and pixels.stored:
+                features = prefix_features(model, pixels.array, model.preprocessor, workdir / "prefix.npy")
+        return cls(data, tokens, settings.image_batch, settings.text_batch, settings.seed, pixels,
+                   getattr(model, "preprocessor", None), features)
 
     @property
     def n_images(self) -> int:
-        return len(self.data.image_ids)
+        return self.data.n_images if self.pixels is not None else 0
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.data.query_texts) if self.tokens is not None else 0
+
+    @property
+    def n_unpaired(self) -> int:
+        return len(self.data.unpaired_texts) if self.tokens is not None else 0
 
     def steps_per_epoch(self) -> int:
+        """Optimisation steps in one epoch."""
         if self.n_images:
             return max(1, self.n_images // self.image_batch)
-        return max(1, math.ceil(len(self.gloss_tokens) / self.text_batch))
+        return max(1, math.ceil(max(self.n_pairs, self.n_unpaired) / self.text_batch))
 
     def batch(self, epoch: int, step: int) -> Batch:
+        """The batch of ``(epoch, step)``."""
         rng = np.random.default_rng([self.seed, epoch, step])
         out = Batch(None, {}, {}, {})
         if self.n_images:
             self._images(out, epoch, step, rng)
-        if self.gloss_tokens:
-            self._wordnet(out, epoch, step)
+        position = (epoch * self.steps_per_epoch() + step) * self.text_batch
+        if self.n_pairs:
+            self._pairs(out, position)
+        if self.n_unpaired:
+            rows = self.data.unpaired_texts[_cycle_rows(self.n_unpaired, self.text_batch, position, self.seed,
+                                                        TEXT_STREAM)]
+            out.features["text"] = torch.from_numpy(self.data.texts.gather(rows))
+            out.tokens["text"] = self.tokens.batch(rows)
         return out
+
+    def image_input(self, rows: np.ndarray) -> tuple[torch.Tensor, bool]:
+        """Inputs of images ``rows``: prefix features when the sampler has them, else normalised pixels."""
+        if self.image_inputs is not None:
+            return torch.from_numpy(np.asarray(self.image_inputs[rows], dtype=np.float32)), True
+        return torch.from_numpy(normalise_pixels(self.pixels.get(rows), self.preprocessor)), False
 
     def _images(self, out: Batch, epoch: int, step: int, rng: np.random.Generator) -> None:
         d = self.data
         order = np.random.default_rng([self.seed, epoch]).permutation(self.n_images)
         rows = np.sort(order[step * self.image_batch : (step + 1) * self.image_batch])
-        if self.image_inputs is not None:
-            out.pixels = torch.from_numpy(np.asarray(self.image_inputs[rows], dtype=np.float32))
-            out.prefixed = True
-        else:
-            out.pixels = torch.from_numpy(normalise_pixels(d.pixels[rows], self.preprocessor))
+        out.pixels, out.prefixed = self.image_input(rows)
+        out.features["image"] = torch.from_numpy(d.images.gather(rows))
         labels = d.image_labels[rows]
-        picks = [int(rng.integers(len(d.captions[e]))) for e in labels]
-        out.features["image"] = torch.from_numpy(d.image_teacher[rows])
-        chosen = list(zip(labels, picks, strict=True))
-        out.features["caption"] = torch.from_numpy(np.stack([d.caption_teacher[e][n] for e, n in chosen]))
-        out.tokens["caption"] = pad([self.caption_tokens[e][n] for e, n in chosen])
-        out.labels["image"] = out.labels["caption"] = torch.from_numpy(labels)
+        out.labels["image"] = torch.from_numpy(labels)
+        if self.tokens is None:
+            return
+        counts = d.caption_count[rows]
+        with_caption = np.flatnonzero(counts > 0)
+        if not len(with_caption):
+            return
+        picks = np.array([int(rng.integers(counts[i])) for i in with_caption], dtype=np.int64)
+        captions = d.caption_texts[d.caption_start[rows[with_caption]] + picks]
+        out.features["caption"] = torch.from_numpy(d.texts.gather(captions))
+        out.tokens["caption"] = self.tokens.batch(captions)
+        out.labels["caption"] = torch.from_numpy(labels[with_caption])
+        out.partner["caption"] = torch.from_numpy(with_caption)
 
-    def _wordnet(self, out: Batch, epoch: int, step: int) -> None:
-        n = len(self.gloss_tokens)
-        start = (epoch * self.steps_per_epoch() + step) * self.text_batch
-        cycle, offset = divmod(start, n)
-        order = np.random.default_rng([self.seed, 7, cycle]).permutation(n)
-        rows = order[offset : offset + self.text_batch]
-        if len(rows) < self.text_batch:  # wrap into the next cycle
-            nxt = np.random.default_rng([self.seed, 7, cycle + 1]).permutation(n)
-            rows = np.concatenate([rows, nxt[: self.text_batch - len(rows)]])
-        rows = np.unique(rows)
-        out.features["gloss"] = torch.from_numpy(self.data.gloss_teacher[rows])
-        out.features["lemma"] = torch.from_numpy(self.data.lemma_teacher[rows])
-        out.tokens["gloss"] = pad([self.gloss_tokens[r] for r in rows])
-        out.tokens["lemma"] = pad([self.lemma_tokens[r] for r in rows])
-        out.labels["gloss"] = out.labels["lemma"] = torch.from_numpy(rows.astype(np.int64))
+    def _pairs(self, out: Batch, position: int) -> None:
+        d = self.data
+        rows = _cycle_rows(self.n_pairs, self.text_batch, position, self.seed, PAIR_STREAM)
+        queries, documents = d.query_texts[rows], d.document_texts[rows]
+        out.features["query"] = torch.from_numpy(d.texts.gather(queries))
+        out.features["document"] = torch.from_numpy(d.texts.gather(documents))
+        out.tokens["query"], out.tokens["document"] = self.tokens.batch(queries), self.tokens.batch(documents)
+        out.labels["query"] = out.labels["document"] = torch.from_numpy(rows.astype(np.int64))
 
 
 @torch.no_grad()
-def prefix_features(model: Any, pixels: np.ndarray, preprocessor: Any, batch: int = 128) -> np.ndarray:
-    """Frozen-prefix outputs of every train image, float16 (computed once; the prefix never changes)."""
-    model.image.eval()
-    chunks = [model.image.prefix(torch.from_numpy(normalise_pixels(pixels[i : i + batch], preprocessor)))
-              .to(torch.float16).numpy() for i in range(0, len(pixels), batch)]
-    return np.concatenate(chunks)
-
-
-def _prefix_inputs(model: Any, data: TrainData, path: Path | None) -> np.ndarray:
-    if path is not None and path.is_file():
+def prefix_features(model: Any, pixels: np.ndarray, preprocessor: Any, path: Path, batch: int = 128) -> np.ndarray:
+    """Frozen-prefix outputs of every train image, float16, memory-mapped at ``path`` (computed once per run:
+    the prefix never changes)."""
+    if path.is_file():
         return np.load(path, mmap_mode="r")
-    features = prefix_features(model, data.pixels, model.preprocessor)
-    if path is not None:
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, features)
-        tmp.replace(path)
-    return features
+    model.image.eval()
+    first = model.image.prefix(torch.from_numpy(normalise_pixels(pixels[:1], preprocessor)))
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(pixels), *first.shape[1:]))
+    for i in range(0, len(pixels), batch):
+        chunk = torch.from_numpy(normalise_pixels(np.asarray(pixels[i : i + batch]), preprocessor))
+        out[i : i + len(chunk)] = model.image.prefix(chunk).to(torch.float16).numpy()
+    out.flush()
+    del out
+    tmp.replace(path)
+    return np.load(path, mmap_mode="r")

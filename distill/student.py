@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,8 @@ class StudentConfig:
 
     dim: int = 384
     matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 384])
-    text: TextConfig = field(default_factory=TextConfig)
-    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig | None = field(default_factory=TextConfig)  # None: an image-only student
+    image: ImageConfig | None = field(default_factory=ImageConfig)  # None: a text-only student
     teacher_id: str | None = None
     #: per-layer sizes of a pruned student (:class:`~edgeret.distill.pruning.structure.Structure`), else None
     pruned: dict[str, list[int]] | None = None
@@ -116,20 +116,31 @@ def normalize_prefix(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
 
 
 class DualEncoder(nn.Module):
-    """Text tower + image tower + their tokenizer and image preprocessor."""
+    """Text tower + image tower + their tokenizer and image preprocessor; either tower may be absent (a
+    text-only or image-only student: its ``text``/``tokenizer`` or ``image``/``preprocessor`` are None)."""
 
-    def __init__(self, config: StudentConfig, tokenizer: Tokenizer, preprocessor: ImagePreprocessor):
+    def __init__(self, config: StudentConfig, tokenizer: Tokenizer | None, preprocessor: ImagePreprocessor | None):
         super().__init__()
         t, i = config.text, config.image
-        if t.vocab_size != tokenizer.get_vocab_size():
-            raise ValueError(f"config vocab_size {t.vocab_size} != tokenizer's {tokenizer.get_vocab_size()}")
-        if preprocessor.size != i.image_size:
-            raise ValueError(f"preprocessor size {preprocessor.size} != image_size {i.image_size}")
+        if t is None and i is None:
+            raise ValueError("a student needs a text tower, an image tower or both")
+        if t is not None and (tokenizer is None or t.vocab_size != tokenizer.get_vocab_size()):
+            found = None if tokenizer is None else tokenizer.get_vocab_size()
+            raise ValueError(f"config vocab_size {t.vocab_size} != tokenizer's {found}")
+        if i is not None and (preprocessor is None or preprocessor.size != i.image_size):
+            raise ValueError(f"preprocessor size {getattr(preprocessor, 'size', None)} != image_size {i.image_size}")
         self.config = config
-        self.tokenizer = configure_for_inference(tokenizer, t.max_length)
-        self.preprocessor = preprocessor
-        self.text = TextTower(bert_config(t.vocab_size, t.hidden, t.layers, t.intermediate, t.max_length), config.dim)
-        self.image = ImageTower(i.stages, i.stem_channels, i.head_channels, config.dim, i.frozen_blocks)
+        self.tokenizer = configure_for_inference(tokenizer, t.max_length) if t is not None else None
+        self.preprocessor = preprocessor if i is not None else None
+        self.text = (TextTower(bert_config(t.vocab_size, t.hidden, t.layers, t.intermediate, t.max_length), config.dim)
+                     if t is not None else None)
+        self.image = (ImageTower(i.stages, i.stem_channels, i.head_channels, config.dim, i.frozen_blocks)
+                      if i is not None else None)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.parameters()).device
 
     def encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: int | None = None
@@ -163,10 +174,13 @@ class DualEncoder(nn.Module):
         self.eval()
         if not texts:
             return _stack([], dim or self.config.dim)
+        if self.text is None:
+            raise ValueError("this student has no text tower")
         ids, mask = self.tokenize(texts)
         chunks, restore = length_chunks(mask, batch_size)  # similar lengths share a batch: little padding
-        out = [self.encode_text(ids[rows, :longest], mask[rows, :longest], dim).numpy()
-               for rows, longest in tqdm(chunks, disable=not progress, desc="student texts")]
+        device = self.device
+        out = [self.encode_text(ids[rows, :longest].to(device), mask[rows, :longest].to(device), dim).float().cpu()
+               .numpy() for rows, longest in tqdm(chunks, disable=not progress, desc="student texts")]
         return _stack(out, dim or self.config.dim)[restore.numpy()]
 
     @torch.inference_mode()
@@ -175,11 +189,13 @@ class DualEncoder(nn.Module):
     ) -> np.ndarray:
         """L2-normalised float32 (N, dim) image embeddings of PIL images."""
         images = list(images)
+        if self.image is None:
+            raise ValueError("this student has no image tower")
         self.eval()
-        chunks = []
+        chunks, device = [], self.device
         for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="student images"):
-            pixels = torch.from_numpy(self.preprocessor(images[start : start + batch_size]))
-            chunks.append(self.encode_image(pixels, dim).numpy())
+            pixels = torch.from_numpy(self.preprocessor(images[start : start + batch_size])).to(device)
+            chunks.append(self.encode_image(pixels, dim).float().cpu().numpy())
         return _stack(chunks, dim or self.config.dim)
 
 
@@ -203,35 +219,46 @@ def student_preprocessor(image_size: int) -> ImagePreprocessor:
     return ImagePreprocessor(size=image_size, resample="bicubic")
 
 
+def text_init_path(init: str) -> Path:
+    """The folder a text tower inherits from: MiniLM-L6 (``"minilm"``, also the vocabulary of ``"scratch"``)
+    or any local BERT-family folder with a ``tokenizer.json`` (a path)."""
+    return minilm_path() if init in ("minilm", "scratch") else Path(init)
+
+
 def build_student(
-    config: StudentConfig, vocab_texts: Sequence[str] | None = None, base_tokenizer: Tokenizer | None = None
+    config: StudentConfig, vocab_texts: Iterable[str] | None = None, base_tokenizer: Tokenizer | None = None
 ) -> DualEncoder:
     """A new student: vocabulary pruned to ``vocab_texts`` (all tokens kept when None), weights inherited.
 
-    ``base_tokenizer`` defaults to MiniLM-L6's; inheritance (``init='minilm'`` / ``'lite0'``) loads
-    the teacher weights from the installed packages.
+    ``base_tokenizer`` defaults to the text init folder's (MiniLM-L6, see :func:`text_init_path`); inheritance
+    (text ``init`` = ``"minilm"`` or a folder, image ``init`` = ``"lite0"``) loads the weights from the installed
+    packages or the folder; ``"scratch"`` keeps the random initialisation.
     """
-    base = base_tokenizer or load_tokenizer(minilm_path())
-    if vocab_texts is not None:
-        tokenizer, keep_ids = prune_tokenizer(base, vocab_texts)
-    else:
-        tokenizer, keep_ids = Tokenizer.from_str(base.to_str()), list(range(base.get_vocab_size()))
-    config.text.vocab_size = tokenizer.get_vocab_size()
+    tokenizer, keep_ids = None, []
+    if config.text is not None:
+        base = base_tokenizer or load_tokenizer(text_init_path(config.text.init))
+        if vocab_texts is not None:
+            tokenizer, keep_ids = prune_tokenizer(base, vocab_texts)
+        else:
+            tokenizer, keep_ids = Tokenizer.from_str(base.to_str()), list(range(base.get_vocab_size()))
+        config.text.vocab_size = tokenizer.get_vocab_size()
     torch.manual_seed(0)
-    model = DualEncoder(config, tokenizer, student_preprocessor(config.image.image_size))
-    if config.text.init == "minilm":
-        teacher_text = BertModel.from_pretrained(str(minilm_path()), add_pooling_layer=False).eval()
+    preprocessor = student_preprocessor(config.image.image_size) if config.image is not None else None
+    model = DualEncoder(config, tokenizer, preprocessor)
+    if config.text is not None and config.text.init != "scratch":
+        path = text_init_path(config.text.init)
+        teacher_text = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True).eval()
         inherit_text_tower(model.text, teacher_text, keep_ids, list(config.text.teacher_layers))
-    if config.image.init == "lite0":
+    if config.image is not None and config.image.init == "lite0":
         inherit_image_tower(model.image, load_lite0())
     return _freeze(model)
 
 
 def _freeze(model: DualEncoder) -> DualEncoder:
     """Apply the config's frozen parts: the image prefix blocks, optionally the token embeddings."""
-    if model.config.image.frozen_blocks:
+    if model.image is not None and model.config.image.frozen_blocks:
         model.image.freeze_prefix()
-    if model.config.text.freeze_embeddings:
+    if model.text is not None and model.config.text.freeze_embeddings:
         model.text.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     return model
 
@@ -249,21 +276,27 @@ def save_student(model: DualEncoder, out_dir: str | Path) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     model.config.save(out / "config.json")
-    model.tokenizer.save(str(out / "tokenizer.json"))
-    model.preprocessor.save(out / "preprocessor.json")
+    if model.tokenizer is not None:
+        model.tokenizer.save(str(out / "tokenizer.json"))
+    if model.preprocessor is not None:
+        model.preprocessor.save(out / "preprocessor.json")
     return out
 
 
 def load_student(path: str | Path) -> DualEncoder:
     """Load a student checkpoint written by :func:`save_student`, pruned or not (eval mode)."""
     path = Path(path)
-    missing = [n for n in ("model.safetensors", "config.json", "tokenizer.json", "preprocessor.json")
-               if not (path / n).is_file()]
+    missing = [n for n in ("model.safetensors", "config.json") if not (path / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{path} is not a student checkpoint: missing {', '.join(missing)}")
     config = StudentConfig.load(path / "config.json")
-    preprocessor = ImagePreprocessor.load(path / "preprocessor.json")
-    model = DualEncoder(config, load_tokenizer(path / "tokenizer.json"), preprocessor)
+    needed = [*(["tokenizer.json"] if config.text else []), *(["preprocessor.json"] if config.image else [])]
+    missing = [n for n in needed if not (path / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a student checkpoint: missing {', '.join(missing)}")
+    tokenizer = load_tokenizer(path / "tokenizer.json") if config.text else None
+    preprocessor = ImagePreprocessor.load(path / "preprocessor.json") if config.image else None
+    model = DualEncoder(config, tokenizer, preprocessor)
     if config.pruned:
         apply_structure(model, Structure.from_dict(config.pruned))
     model.load_state_dict(load_file(str(path / "model.safetensors")))

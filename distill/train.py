@@ -31,7 +31,7 @@ from .loop import init_projections, run_epochs
 from .pairs import TrainData, load_train_data
 from .presets import Preset
 from .sampler import BatchSampler
-from .student import DualEncoder, build_student, load_student, save_student, student_preprocessor
+from .student import DualEncoder, build_student, load_student, save_student
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,11 @@ def train(
     started = time.time()
     state_dir = out / "train_state"
     resuming = (state_dir / "run.json").is_file() and not fresh
-    size = preset.student.image.image_size
-    data = load_train_data(caches, student_preprocessor(size), state_dir, progress=progress)
+    data = load_train_data(caches, state_dir, progress=progress)
     model = _prepare_model(preset, caches, data, state_dir, resuming)
     loss = dataclasses.replace(preset.loss, matryoshka_dims=model.config.matryoshka_dims)
-    # frozen-prefix features of the train images: computed once per run, kept for its resumptions
-    sampler = BatchSampler.for_model(model, data, settings, prefix=True, prefix_cache=state_dir / "prefix.npy")
+    # tokens, pixels and frozen-prefix features of the train items: prepared once per run, kept for resumptions
+    sampler = BatchSampler.for_model(model, data, settings, state_dir, prefix=True, progress=progress)
     if not resuming:
         init_projections(model, sampler, settings)
         save_student(model, state_dir / "init")
@@ -131,7 +130,11 @@ def _prepare_model(preset: Preset, caches: Sequence[TeacherCache], data: TrainDa
         return load_student(state_dir / "init")
     first = caches[0]
     config = preset.student_config(first.dim, first.meta.get("teacher", {}).get("id"))
-    model = build_student(config, vocab_texts=data.texts())
+    if not len(data.texts):  # no training texts (an image-only corpus): an image-only student
+        config.text = None
+    if not data.n_images:  # no training images (a text-only corpus or teacher): a text-only student
+        config.image = None
+    model = build_student(config, vocab_texts=data.iter_texts() if config.text else None)
     state_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("state.pt", "prefix.npy"):
         (state_dir / stale).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ same pieces as with the full vocabulary.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable
@@ -36,9 +37,9 @@ def token_counts(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 4096) 
     tok.no_truncation()
     tok.no_padding()
     counts = np.zeros(tok.get_vocab_size(), dtype=np.int64)
-    texts = list(texts)
-    for start in range(0, len(texts), batch):
-        for enc in tok.encode_batch(texts[start : start + batch]):
+    texts = iter(texts)
+    while chunk := list(itertools.islice(texts, batch)):  # streamed: a big corpus is never held whole
+        for enc in tok.encode_batch(chunk):
             np.add.at(counts, enc.ids, 1)
     return counts
 

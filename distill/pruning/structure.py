@@ -45,12 +45,13 @@ class Structure:
 
 
 def structure_of(model) -> Structure:
-    """The per-layer sizes of a DualEncoder as it is now."""
-    layers = model.text.bert.encoder.layer
+    """The per-layer sizes of a DualEncoder as it is now (empty lists for an absent tower)."""
+    layers = model.text.bert.encoder.layer if model.text is not None else []
+    blocks = model.image.trunk._blocks if model.image is not None else []
     return Structure(
         text_heads=[layer.attention.self.num_attention_heads for layer in layers],
         text_intermediate=[layer.intermediate.dense.out_features for layer in layers],
-        image_hidden=[b._depthwise_conv.out_channels if b.has_expand else 0 for b in model.image.trunk._blocks],
+        image_hidden=[b._depthwise_conv.out_channels if b.has_expand else 0 for b in blocks],
     )
 
 
@@ -120,8 +121,8 @@ def keep_expansion(block: nn.Module, keep: torch.Tensor) -> None:
 
 def apply_structure(model, structure: Structure) -> None:
     """Reshape a freshly built DualEncoder to ``structure`` (keeping the first units; weights come later)."""
-    layers = model.text.bert.encoder.layer
-    blocks = model.image.trunk._blocks
+    layers = model.text.bert.encoder.layer if model.text is not None else []
+    blocks = model.image.trunk._blocks if model.image is not None else []
     if structure.text_heads and len(structure.text_heads) != len(layers):
         raise ValueError(f"structure has {len(structure.text_heads)} text layers, model has {len(layers)}")
     if structure.image_hidden and len(structure.image_hidden) != len(blocks):
@@ -138,12 +139,12 @@ def apply_structure(model, structure: Structure) -> None:
 def is_uniform(model, structure: Structure) -> bool:
     """Whether ``structure`` is what ``StudentConfig`` alone would build (so ``load_student`` can load it)."""
     t = model.config.text
-    blocks = model.image.trunk._blocks
+    blocks = model.image.trunk._blocks if model.image is not None else []
     default_hidden = [b._expand_conv.in_channels * _expand_of(model, i) if b.has_expand else 0
                       for i, b in enumerate(blocks)]
-    return (all(h == t.hidden // HEAD_DIM for h in structure.text_heads)
-            and all(w == t.intermediate for w in structure.text_intermediate)
-            and structure.image_hidden == default_hidden)
+    return (t is None or (all(h == t.hidden // HEAD_DIM for h in structure.text_heads)
+                          and all(w == t.intermediate for w in structure.text_intermediate))
+            ) and structure.image_hidden == default_hidden
 
 
 def _expand_of(model, block_index: int) -> int:

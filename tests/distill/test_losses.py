@@ -12,7 +12,7 @@ def _unit(*shape, seed=0):
 
 
 def _groups(seed=0, n=6, d=16):
-    return {name: _unit(n, d, seed=seed + i) for i, name in enumerate(("image", "caption", "gloss", "lemma"))}
+    return {name: _unit(n, d, seed=seed + i) for i, name in enumerate(("image", "caption", "query", "document"))}
 
 
 def test_cosine_loss_hand_checked():
@@ -66,7 +66,7 @@ def test_different_student_gives_positive_terms_and_weights_combine():
 
 def test_missing_groups_are_skipped():
     teacher = _groups()
-    only_text = {k: teacher[k] for k in ("gloss", "lemma")}
+    only_text = {k: teacher[k] for k in ("query", "document")}
     terms = distill_loss(only_text, only_text, LossConfig())
     assert set(terms) == {"cos_text", "aff_t2t", "total"}
 
