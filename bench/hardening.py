@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -112,14 +113,21 @@ def _ids(bundle: Path) -> set[str]:
     return set(Retriever.open(bundle, threads=1).index.ids())
 
 
-def _writers(bundle: Path, work: Path, env: dict[str, str], tags: str, limit: int) -> list[subprocess.Popen]:
-    """Writer processes (one per tag) that have opened ``bundle``; they start when ``work/go`` appears."""
+def _writers(bundle: Path, work: Path, env: dict[str, str], tags: str, limit: int, one_by_one: bool = False
+             ) -> list[subprocess.Popen]:
+    """Writer processes (one per tag) that have all opened ``bundle``, then started: together, or ``one_by_one``
+    (each one's saves done before the next starts)."""
     procs = [subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(bundle), str(work / "stop"), tag, str(limit),
-                               str(work / "go")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              cwd=tempfile.gettempdir()) for tag in tags]
+                               str(work / f"go-{tag if one_by_one else 'all'}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir()) for tag in tags]
     for proc in procs:
         assert proc.stdout.readline().startswith("READY"), proc.stderr.read()
-    (work / "go").touch()
+    if not one_by_one:
+        (work / "go-all").touch()
+        return procs
+    for tag, proc in zip(tags, procs, strict=True):
+        (work / f"go-{tag}").touch()
+        proc.wait(timeout=900)
     return procs
 
 
@@ -147,14 +155,14 @@ def opens_during_saves(work: Path, env: dict[str, str], opens: int) -> dict[str,
 
 
 def two_writers(work: Path, env: dict[str, str], loops: int) -> dict[str, Any]:
-    """Two processes open the same index, then add and save at the same time: once each, then ``loops`` times
-    each. Lost updates = items of completed saves missing from the final index."""
+    """Two processes open the same index; each adds an item and saves, one after the other; then both add and
+    save ``loops`` times at the same time. Lost updates = items of completed saves missing from the final index."""
     out: dict[str, Any] = {}
     for scenario, limit in (("one_save_each", 1), ("save_loops", loops)):
         folder = work / scenario
         folder.mkdir(parents=True)
         bundle = _bundle(folder, "writers", 200, env)
-        done = _finish(_writers(bundle, folder, env, "ab", limit))
+        done = _finish(_writers(bundle, folder, env, "ab", limit, one_by_one=limit == 1))
         expected = {f"{tag}-{i}" for tag, (_, saves, _) in zip("ab", done, strict=True) for i in range(saves)}
         out[scenario] = {"saves_per_writer": limit, "saves_done": [saves for _, saves, _ in done],
                          "writers_failed": sum(code != 0 for code, _, _ in done),
@@ -344,14 +352,21 @@ def markdown(results: dict[str, Any]) -> str:
               "| image | file bytes | outcome | peak RSS MB |" + (" before |" if before else ""),
               "|---|---|---|---|" + ("---|" if before else "")]
     for i, row in enumerate(after["hostile_images"]):
-        old = f" {before['hostile_images'][i]['peak_rss_mb']} ({before['hostile_images'][i]['status'][:40]}) |" \
+        old = f" {before['hostile_images'][i]['peak_rss_mb']} ({_status(before['hostile_images'][i])}) |" \
             if before else ""
-        lines.append(f"| {row['image']} | {row['file_bytes']:,} | {row['status'][:70]} | {row['peak_rss_mb']} |{old}")
+        lines.append(f"| {row['image']} | {row['file_bytes']:,} | {_status(row)} | {row['peak_rss_mb']} |{old}")
     graph = results["graph_validation"]
     lines.append(f"\n## Graph file validation\n\n{graph['items']:,} items x {graph['dim']}-d ({graph['file_mb']} MB): "
                  f"validate {graph['validate_ms']} ms, hnswlib's own load {graph['hnswlib_load_ms']} ms "
                  f"(medians of 5).\n")
     return "\n".join(lines)
+
+
+def _status(row: dict[str, Any]) -> str:
+    """``ok`` or the error with the file's path left out."""
+    kind, _, message = row["status"].partition(": ")
+    message = re.sub(r"^image \('[^']*'\): |^image \([^)]*\): ", "", message)
+    return kind if not message else f"{kind}: {message[:90]}"
 
 
 def _process_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
@@ -370,8 +385,8 @@ def _process_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         return lambda r: f"{r['cold_open'][i]['median_ms']} ms (min {r['cold_open'][i]['min_ms']})"
 
     return [("opens during another process's save loop", opens),
-            ("two writers, one add + save each", writers("one_save_each")),
-            ("two writers, save loops", writers("save_loops")),
+            ("two writers: each adds an item and saves, one after the other", writers("one_save_each")),
+            ("two writers: save loops at the same time", writers("save_loops")),
             ("cold open, 0 items (import + open verify=size + text query)", cold(0)),
             ("cold open, 100k items", cold(1))]
 

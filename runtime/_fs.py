@@ -124,8 +124,10 @@ def read_json(path: str | Path, limit: int = MAX_JSON_BYTES) -> Any:
         raise ValueError(f"{where}: not valid JSON ({shorten(str(exc), 200)})") from exc
 
 
-def confined(root: Path, relative: Any, what: str) -> Path:
+def confined(root: Path, relative: Any, what: str, base: Path | None = None) -> Path:
     """``root / relative`` after resolving symlinks, refused unless it stays inside ``root`` (resolved).
+
+    ``base``: ``root`` already resolved (saves the lookups when many paths are checked).
 
     Raises:
         BundleError: ``relative`` is not a non-empty relative path string, or it (or a symlink on the way)
@@ -135,7 +137,7 @@ def confined(root: Path, relative: Any, what: str) -> Path:
         raise BundleError(f"{what}: path {shorten(relative)} must be a non-empty relative path string")
     if Path(relative).is_absolute() or ".." in Path(relative).parts:
         raise BundleError(f"{what}: path {shorten(relative)} must be a relative path inside the bundle")
-    base = Path(root).resolve()
+    base = base or Path(root).resolve()
     try:
         target = (base / relative).resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long

@@ -2,7 +2,8 @@
 
 Decoding is bounded before any pixel is decoded: from the header's size and mode, the decoded memory is
 estimated (bytes per pixel: 1 for ``L``, 2 for ``1``, 3 for ``I;16``, 4 for ``RGB``, 5 for ``P``/``I``/``F``,
-8 otherwise -- the decoded image plus its RGB conversion). Above :data:`MAX_DECODE_BYTES` a JPEG is decoded
+8 otherwise -- the decoded image plus its RGB conversion; plus 16 bytes per row and column for Pillow's row
+pointers, and the copy an EXIF rotation makes). Above :data:`MAX_DECODE_BYTES` a JPEG is decoded
 at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, ``Image.draft``), the smallest reduction that fits; any
 other image is refused with a ValueError that names it. Pillow's decompression-bomb limit still applies
 first. EPS files are never opened (Pillow would run Ghostscript). Every failure of a decoder on a hostile
@@ -44,8 +45,11 @@ ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, n
 #: decoded pixel memory an image may need (see the module docstring)
 MAX_DECODE_BYTES = 160 << 20
 _BYTES_PER_PIXEL = {"L": 1, "1": 2, "I;16": 3, "I;16B": 3, "I;16L": 3, "RGB": 4, "P": 5, "I": 5, "F": 5}
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}  # Pillow's storage; 4 otherwise
+_ROW_BYTES = 16  # Pillow keeps a pointer per row: 8 bytes for the decoded image, 8 for its conversion
 _DRAFTABLE = ("JPEG", "MPO")
 _NEVER_OPEN = {"EPS"}  # Pillow hands EPS to Ghostscript
+_TURNS = range(2, 9)  # EXIF orientations that make exif_transpose copy the image
 
 
 def _formats() -> list[str]:
@@ -53,14 +57,28 @@ def _formats() -> list[str]:
     return [name for name in Image.OPEN if name not in _NEVER_OPEN]
 
 
-def decoded_bytes(image: Image.Image) -> int:
-    """The estimated memory of decoding ``image`` (an opened, not yet loaded file) and converting it to RGB."""
-    return image.width * image.height * _BYTES_PER_PIXEL.get(image.mode, 8)
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation, when it can be read without decoding pixels (JPEG, WebP, TIFF: in the header)."""
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif.get(0x0112)
+
+
+def decoded_bytes(image: Image.Image, turned: bool = False) -> int:
+    """The estimated memory of decoding ``image`` (opened, not yet loaded) and converting it to RGB; ``turned``
+    adds the copy an EXIF rotation makes."""
+    width, height = image.size
+    need = width * height * _BYTES_PER_PIXEL.get(image.mode, 8) + _ROW_BYTES * (width + height)
+    return need + (width * height * _STORED_BYTES.get(image.mode, 4) if turned else 0)
 
 
 def _fit_budget(image: Image.Image, name: str, budget: int) -> None:
     """Reduce a JPEG's decode scale until it fits ``budget``, or raise ValueError (nothing is decoded here)."""
-    need = decoded_bytes(image)
+    turned = _orientation(image) in _TURNS
+    need = decoded_bytes(image, turned)
     if need <= budget:
         return
     if image.format in _DRAFTABLE:
@@ -70,11 +88,19 @@ def _fit_budget(image: Image.Image, name: str, budget: int) -> None:
                 image.draft(None, (max(1, width // scale), max(1, height // scale)))
                 logger.info("%s: %dx%d JPEG decoded at 1/%d scale (decode limit %d MiB)", name, width, height,
                             scale, budget >> 20)
-                if decoded_bytes(image) <= budget:
+                if decoded_bytes(image, turned) <= budget:
                     return
                 break
     raise ValueError(f"{name}: a {image.width}x{image.height} {image.mode} image needs about {need >> 20} MiB to "
                      f"decode, more than the {budget >> 20} MiB limit; downscale it first")
+
+
+def _turn(image: Image.Image, name: str, budget: int) -> None:
+    """Apply the EXIF orientation in place, unless the copy it needs would break ``budget`` (late EXIF, e.g. PNG)."""
+    if image.getexif().get(0x0112) in _TURNS and decoded_bytes(image, turned=True) > budget:
+        raise ValueError(f"{name}: a {image.width}x{image.height} image too large to rotate as its EXIF orientation "
+                         f"asks within the {budget >> 20} MiB decode limit; downscale it first")
+    ImageOps.exif_transpose(image, in_place=True)
 
 
 def _decode(source: Any, name: str) -> Image.Image:
@@ -83,7 +109,7 @@ def _decode(source: Any, name: str) -> Image.Image:
         image = Image.open(source, formats=_formats())
         _fit_budget(image, name, MAX_DECODE_BYTES)
         image.load()
-        ImageOps.exif_transpose(image, in_place=True)
+        _turn(image, name, MAX_DECODE_BYTES)
         return image
     except Image.UnidentifiedImageError as exc:
         raise ValueError(f"{name}: not an image (Pillow cannot identify the format)") from exc

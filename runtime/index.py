@@ -108,21 +108,24 @@ class VectorIndex:
         index._labels = index._store.labels()
         index._ids = {label: item for item, label in index._labels.items()}
         index._next_label = int(meta["next_label"])
-        index._check_loaded(saved, checked.deleted_labels)
-        used = np.fromiter(index._ids, dtype=np.int64, count=len(index._ids))
-        index._free = np.setdiff1d(np.arange(index._next_label, dtype=np.int64), used).tolist()  # sorted: a heap
+        if max(index._ids, default=-1) >= index._next_label:
+            raise BundleError(f"index {saved.directory} is inconsistent: labels beyond next_label {index._next_label}")
+        live = np.zeros(index._next_label, dtype=bool)
+        live[np.fromiter(index._ids, dtype=np.int64, count=len(index._ids))] = True
+        index._check_loaded(saved, checked.deleted_labels, live)
+        index._free = np.flatnonzero(~live).tolist()  # sorted, hence a heap
         index._base = saved.directory.name
         return index
 
-    def _check_loaded(self, saved: SavedIndex, deleted: np.ndarray) -> None:
+    def _check_loaded(self, saved: SavedIndex, deleted: np.ndarray, live: np.ndarray) -> None:
         problems = []
         if len(self._labels) != saved.meta["count"]:
             problems.append(f"{len(self._labels)} ids in {META_FILE} but count {saved.meta['count']}")
-        if self._hnsw.element_count > self._next_label or max(self._ids, default=-1) >= self._next_label:
+        if self._hnsw.element_count > self._next_label:
             problems.append(f"labels beyond next_label {self._next_label}")
         if not set(self._ids) <= set(self._hnsw.get_ids_list()):
             problems.append(f"ids in {META_FILE} without a vector in {HNSW_FILE}")
-        elif deleted.size and np.isin(deleted, np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))).any():
+        elif deleted.size and live[deleted[deleted < len(live)]].any():
             problems.append(f"ids in {META_FILE} whose vector is marked deleted in {HNSW_FILE}")
         if problems:
             raise BundleError(f"index {saved.directory} is inconsistent: {'; '.join(problems)}")

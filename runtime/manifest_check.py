@@ -47,8 +47,8 @@ def check_manifest(data: Any, root: Path) -> None:
             isinstance(d, bool) or not isinstance(d, int) or not 0 < d <= dim for d in dims):
         raise BundleError(f"{where} embedding: 'matryoshka_dims' {shorten(dims, 80)} must be ints in 1..dim ({dim})")
     files = require(data, "files", dict, where)
-    for rel in files:
-        confined(root, rel, f"{where} files")
+    base = root.resolve()
+    resolved = [confined(root, rel, f"{where} files", base) for rel in files]
     check_file_entries(files, where)
     text = optional_mapping(data, "text_encoder", where)
     image = optional_mapping(data, "image_encoder", where)
@@ -58,7 +58,7 @@ def check_manifest(data: Any, root: Path) -> None:
         _check_tower(text, "text_encoder", TEXT_ROLES, "max_length", "tokenizer", files, root)
     if image is not None:
         _check_tower(image, "image_encoder", IMAGE_ROLES, "image_size", "preprocessor", files, root)
-    _check_index_section(require(data, "index", dict, where), dim, dims, files, root)
+    _check_index_section(require(data, "index", dict, where), dim, dims, dict(zip(files, resolved, strict=True)), root)
 
 
 def _check_version(version: Any, where: str) -> None:
@@ -94,7 +94,7 @@ def _check_tower(tower: Mapping[str, Any], name: str, roles: tuple[str, ...], si
             raise BundleError(f"{MANIFEST_NAME} files: {name} file {shorten(rel, 80)} has no sha256/size entry")
 
 
-def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int], files: Mapping[str, Any],
+def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int], files: Mapping[str, Path],
                          root: Path) -> None:
     where = f"{MANIFEST_NAME} index"
     if index.get("space") not in SPACES:
@@ -110,7 +110,7 @@ def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int], fi
     target = confined(root, rel, f"{where} path")
     if target == root.resolve():
         raise BundleError(f"{where}: 'path' must name a folder inside the bundle, not the bundle itself")
-    inside = [f for f in files if (root.resolve() / f).resolve().is_relative_to(target)]
+    inside = [rel_file for rel_file, path in files.items() if path.is_relative_to(target)]
     if inside:
         raise BundleError(f"{where}: 'path' {shorten(rel, 80)} holds bundle file {shorten(inside[0], 80)}")
     if target.exists() and not target.is_dir():
