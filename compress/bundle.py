@@ -22,27 +22,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeret.data.samples import real_images, real_texts
+from edgeret.data.evalset import EvalSet
 from edgeret.distill.flops import size_and_flops
 from edgeret.distill.student import DualEncoder, load_student
 from edgeret.runtime.bundle import OPERATOR_CONFIG, write_manifest
 
-from . import export as ex
-from . import quantize as q
 from .agreement import DEFAULT_SETS, OnnxEncoder, agreement, load_sets
-from .embedding_split import split_embedding, token_counts, training_texts
-from .optimize import IMAGE_CANDIDATES, TEXT_CANDIDATES, choose_fastest, latency_ms
+from .calibration import Calibration
 from .ort_format import convert_to_ort, ort_parity, write_operator_config
+from .towers import TOWERS, TowerFiles
 
 logger = logging.getLogger(__name__)
 
 QUANT_MODES = ("fp32", "int8", "int4", "fp16")
 #: bundle mode -> (text tower quantisation, image tower quantisation)
 TOWER_QUANT = {"fp32": ("fp32", "fp32"), "int8": ("int8", "int8"), "int4": ("int4", "int8"), "fp16": ("fp16", "fp16")}
-#: image nodes left in float by default: the stem and blocks 0-3 (64x64 and 32x32 maps, where 8-bit activations
-#: cost most; 50 KB of float weights, ~+7% latency). Measured on the student: image mean cosine 0.986 -> 0.9975,
-#: top-10 overlap t2i/i2t 0.854/0.859 -> 0.918/0.919 (with full-range depthwise weights, see quantize_image_int8)
-IMAGE_INT8_EXCLUDE = ("_conv_stem/", "_blocks.0/", "_blocks.1/", "_blocks.2/", "_blocks.3/")
 INDEX = {"space": "cosine", "M": 16, "ef_construction": 200, "ef_search": 64}
 INT8_TARGETS = {"top10_overlap": 0.9, "recall_drop": 0.02}
 #: .ort vs .onnx, per item, by (float tower?): float graphs agree to rounding; in a quantised graph the
@@ -83,88 +77,24 @@ def _suffix(mode: str) -> str:
     return "" if mode == "fp32" else f"_{mode}"
 
 
-def _export(model, work: Path, options: CompressOptions) -> dict[str, Any]:
-    """fp32 ONNX per tower, parity-checked, graph-optimised where faster; returns paths and numbers."""
-    texts = real_texts(options.parity_texts) + [" ".join(["long"] * 4 * model.config.text.max_length)]
-    images = real_images(options.parity_images)
-    text_raw, image_raw = ex.export_text(model, work / "text_raw.onnx"), ex.export_image(model, work / "image_raw.onnx")
-    parity = {"text": ex.text_parity(model, text_raw, texts).to_dict(),
-              "image": ex.image_parity(model, image_raw, images).to_dict()}
-    out = {"text_raw": text_raw, "image_raw": image_raw, "parity": parity}
-    ids, mask = model.tokenize(["a small round fruit with a red skin and a stone inside"])
-    feeds = {"text": {"input_ids": ids.numpy(), "attention_mask": mask.numpy()},
-             "image": {"pixel_values": model.preprocessor(images[:1])}}
-    for tower, raw, candidates, check in (
-        ("text", text_raw, TEXT_CANDIDATES, lambda p: ex.text_parity(model, p, texts, check=False).ok()),
-        ("image", image_raw, IMAGE_CANDIDATES, lambda p: ex.image_parity(model, p, images, check=False).ok()),
-    ):
-        dst = work / f"{tower}_fp32.onnx"
-        if options.optimize:
-            winner, timings = choose_fastest(raw, dst, feeds[tower], candidates, check)
-        else:
-            shutil.copyfile(raw, dst)
-            winner, timings = "plain", {"plain": round(latency_ms(dst, feeds[tower]), 3)}
-        out[tower] = dst
-        out[f"{tower}_optimisation"] = {"kept": winner, "latency_ms_1t": timings}
-    out["feeds"] = feeds
-    ids, mask = model.tokenize(texts)
-    out["parity_feeds"] = {"text": {"input_ids": ids.numpy(), "attention_mask": mask.numpy()},
-                           "image": {"pixel_values": model.preprocessor(images)}}
-    return out
-
-
-def _quantize(model, fp32: dict[str, Any], work: Path, options: CompressOptions) -> dict[str, Path]:
-    """The bundle's tower files for ``options.quant`` (fp32 paths when unquantised)."""
-    text_mode, image_mode = TOWER_QUANT[options.quant]
-    files = {}
-    if text_mode == "fp32":
-        files["text"] = fp32["text"]
-    elif text_mode == "int8":
-        files["text"] = _text_int8(model, fp32, work, options)
-    elif text_mode == "int4":
-        files["text"] = q.quantize_int4(fp32["text_raw"], work / "text_int4.onnx", block_size=options.block_size)
-    else:
-        files["text"] = q.convert_fp16(fp32["text_raw"], work / "text_fp16.onnx")
-    if image_mode == "fp32":
-        files["image"] = fp32["image"]
-    elif image_mode == "int8":
-        calibration = model.preprocessor(real_images(options.calibration_images, split="train", seed=1))
-        files["image"] = q.quantize_image_int8(fp32["image_raw"], work / "image_int8.onnx", calibration,
-                                               per_channel=options.per_channel, exclude=IMAGE_INT8_EXCLUDE)
-    else:
-        files["image"] = q.convert_fp16(fp32["image_raw"], work / "image_fp16.onnx")
-    return files
-
-
-def _text_int8(model, fp32: dict[str, Any], work: Path, options: CompressOptions) -> Path:
-    """Dynamic INT8 text tower; with ``embedding_cold_share`` the rarest tokens' embedding rows at 4 bits."""
-    source, exclude = fp32["text_raw"], []
-    if options.embedding_cold_share > 0:
-        counts = token_counts(model.tokenizer, training_texts())
-        source = work / "text_split.onnx"
-        split = split_embedding(fp32["text_raw"], source, counts, cold_share=options.embedding_cold_share)
-        fp32["embedding_split"], exclude = split.to_dict(), [split.remap_node]
-    return q.quantize_text_int8(source, work / "text_int8.onnx", per_channel=options.per_channel, exclude=exclude)
-
-
-def _populate(model, out: Path, files: dict[str, Path], options: CompressOptions) -> dict[str, dict[str, Any]]:
+def _populate(model, out: Path, towers: dict[str, TowerFiles], options: CompressOptions) -> dict[str, dict]:
     """Fill ``out`` (replaced) with the towers (and their ``.ort`` twins), tokenizer and preprocessor;
     returns the manifest's tower sections."""
-    text_mode, image_mode = TOWER_QUANT[options.quant]
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    names = {"text": f"text_encoder{_suffix(text_mode)}.onnx", "image": f"image_encoder{_suffix(image_mode)}.onnx"}
-    for tower, path in files.items():
-        shutil.copyfile(path, out / names[tower])
+    names = {tower: f"{tower}_encoder{_suffix(files.mode)}.onnx" for tower, files in towers.items()}
+    for tower, files in towers.items():
+        shutil.copyfile(files.file, out / names[tower])
     ort_files = _write_ort(out, names, options.quant) if options.ort else {}
-    model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
-    model.preprocessor.save(out / "preprocessor.json")
-    return {
-        "text": {"file": names["text"], "max_length": model.config.text.max_length, "quantization": text_mode,
-                 **ort_files.get("text", {})},
-        "image": {"file": names["image"], "quantization": image_mode, **ort_files.get("image", {})},
-    }
+    sections = {tower: {"file": names[tower], "quantization": files.mode, **ort_files.get(tower, {})}
+                for tower, files in towers.items()}
+    if "text" in towers:
+        model.tokenizer.save(str(out / "tokenizer.json"), pretty=False)
+        sections["text"]["max_length"] = model.config.text.max_length
+    if "image" in towers:
+        model.preprocessor.save(out / "preprocessor.json")
+    return sections
 
 
 def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: CompressOptions,
@@ -177,22 +107,23 @@ def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: 
         out,
         embedding={"dim": config.dim, "normalised": True, "matryoshka_dims": list(config.matryoshka_dims)},
         teacher=config.teacher_id or "unknown",
-        text_encoder=towers["text"],
-        image_encoder=towers["image"],
+        text_encoder=towers.get("text"),
+        image_encoder=towers.get("image"),
         index={**INDEX, "dim": config.dim},
         producer={"compress": json.dumps({"prune": prune, "quant": options.quant})},
     )
 
 
-def ort_towers(quant: str) -> tuple[str, ...]:
+def ort_towers(quant: str, present: tuple[str, ...] = ("text", "image")) -> tuple[str, ...]:
     """Towers that get an ``.ort`` twin: not INT4 ones (the ORT format has no 4-bit tensor type, so the
     uint4 embedding table of GatherBlockQuantized cannot be stored: 'Unsupported tensor data type')."""
-    return tuple(tower for tower, mode in zip(("text", "image"), TOWER_QUANT[quant], strict=True) if mode != "int4")
+    return tuple(tower for tower, mode in zip(("text", "image"), TOWER_QUANT[quant], strict=True)
+                 if mode != "int4" and tower in present)
 
 
 def _write_ort(out: Path, names: dict[str, str], quant: str) -> dict[str, dict[str, str]]:
     """``.ort`` twins of the tower files and the operator config; the manifest's ``ort_file`` entries."""
-    towers = ort_towers(quant)
+    towers = ort_towers(quant, tuple(names))
     for tower in set(names) - set(towers):
         logger.info("%s tower (%s): no .ort twin, the ORT format cannot store 4-bit tensors", tower, quant)
     converted = {tower: convert_to_ort(out / names[tower]) for tower in towers}
@@ -205,7 +136,7 @@ def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> 
     raises if they disagree."""
     result = {}
     for tower in ("text", "image"):
-        spec = manifest[f"{tower}_encoder"]
+        spec = manifest.get(f"{tower}_encoder") or {}
         if not spec.get("ort_file"):
             continue
         result[tower] = ort_parity(out / spec["file"], out / spec["ort_file"], feeds[tower])
@@ -216,12 +147,17 @@ def _ort_parity(out: Path, manifest: dict[str, Any], feeds: dict[str, dict]) -> 
     return result
 
 
-def _agreement(model, fp32: dict[str, Any], files: dict[str, Path], tokenizer: Path, options: CompressOptions):
-    sets = load_sets(options.agreement_sets, sample=options.agreement_sample)
+def _agreement(model, towers: dict[str, TowerFiles], tokenizer: Path, options: CompressOptions,
+               evalsets: list[EvalSet] | None) -> list[dict[str, Any]]:
+    """The variant against its fp32 towers on held-out retrieval sets (those the towers can run)."""
+    sets = evalsets if evalsets is not None else load_sets(options.agreement_sets, sample=options.agreement_sample)
+    needs = {"t2i": ("text", "image"), "i2t": ("text", "image"), "t2t": ("text",)}
+    sets = [s for s in sets if all(t in towers for t in needs.get(s.task, ("text", "image")))]
     c = model.config
-    args = (tokenizer, model.preprocessor, c.text.max_length, c.dim)
-    rows = agreement(OnnxEncoder(fp32["text"], fp32["image"], *args), OnnxEncoder(files["text"], files["image"], *args),
-                     sets)
+    args = (tokenizer, model.preprocessor, c.text.max_length if c.text else 1, c.dim)
+    reference = OnnxEncoder(*(towers[t].fp32 if t in towers else None for t in ("text", "image")), *args)
+    variant = OnnxEncoder(*(towers[t].file if t in towers else None for t in ("text", "image")), *args)
+    rows = agreement(reference, variant, sets)
     if options.quant == "int8":
         for row in rows:
             if (row["top10_overlap"] < INT8_TARGETS["top10_overlap"]
@@ -244,12 +180,20 @@ def _bundle_bytes(manifest: dict[str, Any]) -> dict[str, int]:
 
 
 def build_bundle(checkpoint: str | Path | DualEncoder, out: str | Path, options: CompressOptions | None = None,
-                 prune_report: dict[str, Any] | None = None) -> dict[str, Any]:
+                 prune_report: dict[str, Any] | None = None, calibration: Calibration | None = None,
+                 evalsets: list[EvalSet] | None = None) -> dict[str, Any]:
     """Compress a student (a checkpoint folder, or a model such as a freshly pruned one) into a bundle at
-    ``out`` (replaced); returns the report (also ``out/compress_report.json``). ``prune_report`` (from
-    :func:`edgeret.distill.pruning.recover.prune_and_recover`) is recorded in it."""
+    ``out`` (replaced); returns the report (also ``out/compress_report.json``).
+
+    ``prune_report`` (from :func:`edgeret.distill.pruning.recover.prune_and_recover`) is recorded in it;
+    ``calibration`` supplies the real inputs (default: the built-in data, :meth:`Calibration.builtin`);
+    ``evalsets`` the held-out sets of the agreement check (default: ``options.agreement_sets`` by name).
+    """
+    options = options or CompressOptions()
     with preserve_root_logging():
-        return _build_bundle(checkpoint, out, options or CompressOptions(), prune_report)
+        calibration = calibration or Calibration.builtin(options.parity_texts, options.parity_images,
+                                                         options.calibration_images)
+        return _build_bundle(checkpoint, Path(out), options, prune_report, calibration, evalsets)
 
 
 @contextlib.contextmanager
@@ -264,30 +208,30 @@ def preserve_root_logging():
         root.handlers[:] = handlers
 
 
-def _build_bundle(checkpoint: str | Path | DualEncoder, out: str | Path, options: CompressOptions,
-                  prune_report: dict[str, Any] | None) -> dict[str, Any]:
-    out = Path(out)
+def _build_bundle(checkpoint: str | Path | DualEncoder, out: Path, options: CompressOptions,
+                  prune_report: dict[str, Any] | None, cal: Calibration, evalsets: list[EvalSet] | None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-work-", dir=out.parent))
     try:
         model = checkpoint.eval() if isinstance(checkpoint, DualEncoder) else load_student(checkpoint)
-        fp32 = _export(model, work, options)
-        files = _quantize(model, fp32, work, options)
+        modes = dict(zip(("text", "image"), TOWER_QUANT[options.quant], strict=True))
+        built = {name: build(model, work, modes[name], options, cal) for name, build in TOWERS.items()
+                 if getattr(model, name) is not None}
         source = "(in memory)" if isinstance(checkpoint, DualEncoder) else str(checkpoint)
         report = {"checkpoint": source, "options": asdict(options), "prune": prune_report,
-                  "cost": size_and_flops(model), "parity": fp32["parity"],
-                  "optimisation": {t: fp32[f"{t}_optimisation"] for t in ("text", "image")},
-                  "latency_ms_1t": {t: round(latency_ms(files[t], fp32["feeds"][t]), 3) for t in files},
-                  "bytes": {t: files[t].stat().st_size for t in files}}
-        if "embedding_split" in fp32:
-            report["embedding_split"] = fp32["embedding_split"]
-        towers = _populate(model, out, files, options)
+                  "cost": size_and_flops(model), "parity": {t: f.parity for t, f in built.items()},
+                  "optimisation": {t: f.optimisation for t, f in built.items()},
+                  "latency_ms_1t": {t: f.latency_ms() for t, f in built.items()},
+                  "bytes": {t: f.file.stat().st_size for t, f in built.items()}}
+        for files in built.values():
+            report.update(files.extra)
+        towers = _populate(model, out, built, options)
         manifest = _write_report(model, out, towers, options, report)
         if options.ort:
-            report["ort_parity"] = _ort_parity(out, manifest, fp32["parity_feeds"])
+            report["ort_parity"] = _ort_parity(out, manifest, {t: f.parity_feeds for t, f in built.items()})
             manifest = _write_report(model, out, towers, options, report)
         if options.quant != "fp32" and options.check_agreement:
-            report["agreement"] = _agreement(model, fp32, files, out / "tokenizer.json", options)
+            report["agreement"] = _agreement(model, built, out / "tokenizer.json", options, evalsets)
             manifest = _write_report(model, out, towers, options, report)
         report.update(_bundle_bytes(manifest), bundle=str(out))
         logger.info("bundle %s: %d bytes (%s)", out, report["bundle_bytes"], options.quant)

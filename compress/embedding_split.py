@@ -29,8 +29,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from edgeret.data.openmoji import emojis
-from edgeret.data.wordnet import synsets
 from edgeret.distill.vocab import token_counts as count
 
 logger = logging.getLogger(__name__)
@@ -60,12 +58,6 @@ def token_counts(tokenizer: Any, texts: Iterable[str]) -> np.ndarray:
     """Occurrences of every token id in ``texts`` (:func:`distill.vocab.token_counts`); ``tokenizer`` is a
     ``tokenizers.Tokenizer`` (left unchanged) or the path of a ``tokenizer.json``."""
     return count(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(str(tokenizer)), texts)
-
-
-def training_texts() -> list[str]:
-    """The train splits' texts (OpenMoji captions, WordNet glosses and lemmas): what ranks the tokens."""
-    wordnet = synsets("train")
-    return [c for e in emojis("train") for c in e.captions] + [s.gloss for s in wordnet] + [s.lemmas for s in wordnet]
 
 
 def quantize_blocks(table: np.ndarray, bits: int, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

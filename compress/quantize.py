@@ -37,7 +37,11 @@ def weight_matmuls(model: onnx.ModelProto, op_types: Sequence[str] = ("MatMul", 
 def quantize_text_int8(src: str | Path, dst: str | Path, per_channel: bool = True, weight_type: str = "uint8",
                        exclude: Sequence[str] = (), reduce_range: bool = False) -> Path:
     """Dynamic INT8 text tower: MatMul weights and embedding tables (Gather) quantised; ``exclude`` stays fp32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    from onnxruntime.quantization import (
+        QuantType,
+        quantize_dynamic,
+    )
 
     model = onnx.load(str(src))
     matmuls = set(weight_matmuls(model, ("MatMul",)))
@@ -90,8 +94,16 @@ def quantize_image_int8(src: str | Path, dst: str | Path, calibration_pixels: np
     kernel does not sum u8 x s8 pairs in int16, so it cannot saturate); measured on the student (128 val images):
     mean cosine 0.9871 -> 0.9927, same latency and bytes.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import (
+        quant_pre_process,  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    )
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
@@ -122,7 +134,11 @@ def quantize_image_int8(src: str | Path, dst: str | Path, calibration_pixels: np
 def quantize_int4(src: str | Path, dst: str | Path, block_size: int = 32, symmetric: bool = True,
                   gather: bool = True, accuracy_level: int | None = 4) -> Path:
     """Weight-only INT4 (MatMulNBits; GatherBlockQuantized for embedding tables when ``gather``)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     ops = ("MatMul", "Gather") if gather else ("MatMul",)
     config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level,
@@ -135,7 +151,9 @@ def quantize_int4(src: str | Path, dst: str | Path, block_size: int = 32, symmet
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     """Float16 weights and compute; graph inputs and outputs stay float32 (runtime contract)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16  # lazy: onnxruntime's tools reconfigure the root logger at import
+    from onnxruntime.transformers.float16 import (
+        convert_float_to_float16,  # lazy: onnxruntime's tools reconfigure the root logger at import
+    )
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, disable_shape_infer=False)
     onnx.save(model, str(dst))

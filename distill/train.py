@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from edgeret.data.corpora import corpus_source
+from edgeret.data.corpora import CORPORA
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import evaluate_encoder
 
 from .cache import TeacherCache
 from .flops import compare
-from .held_out import evaluate_sets
+from .held_out import evaluate_sets, table_eval_sets, teacher_agreement
 from .loop import init_projections, run_epochs
 from .pairs import TrainData, load_train_data
 from .presets import Preset
@@ -71,11 +71,15 @@ class TrainReport:
 
 
 def eval_sets(caches: Sequence[TeacherCache], split: str, sample: int | None = None) -> list[EvalSet]:
-    """Every task's eval set of ``split`` for the corpora the caches hold (in cache order)."""
+    """Every task's eval set of ``split`` for the corpora the caches hold (in cache order): a built-in corpus's
+    own sets, else the pairs of the cache's item table."""
     out = []
     for cache in caches:
-        source = corpus_source(cache.corpus_name)
-        out += [source.eval_set(task, split, sample=sample) for task in source.tasks]
+        if cache.corpus_name in CORPORA:
+            source = CORPORA[cache.corpus_name]
+            out += [source.eval_set(task, split, sample=sample) for task in source.tasks]
+        elif cache.items is not None:
+            out += table_eval_sets(cache.items, cache.corpus_name, split, sample)
     return out
 
 
@@ -106,7 +110,7 @@ def train(
     prep_seconds = time.time() - started
     val = eval_sets(caches, "val", settings.val_sample)
     state = run_epochs(model, sampler, loss, settings, state_dir,
-                       validate=lambda epoch: _validate(model, val, epoch),
+                       validate=lambda epoch: _validate(model, val, caches, epoch),
                        on_best=lambda: save_student(model, out),
                        stop_after=stop_after_steps, progress=progress)
     report = TrainReport(preset=preset.to_dict(), epochs_done=state.epoch, global_step=state.global_step,
@@ -141,8 +145,14 @@ def _prepare_model(preset: Preset, caches: Sequence[TeacherCache], data: TrainDa
     return model
 
 
-def _validate(model: DualEncoder, evalsets: list[EvalSet], epoch: int) -> float:
-    """Mean student Recall@10 over the validation sets."""
+def _validate(model: DualEncoder, evalsets: list[EvalSet], caches: Sequence[TeacherCache], epoch: int) -> float:
+    """Mean student Recall@10 over the validation sets; without any (a corpus with no pairs), the mean cosine
+    between the student's and the teacher's embeddings of the validation items."""
+    if not evalsets:
+        score = teacher_agreement(model, caches, "val")
+        model.train()
+        logger.info("epoch %d validation: mean cosine to the teacher %.4f", epoch + 1, score)
+        return score
     scores = {}
     for evalset in evalsets:
         metrics, _ = evaluate_encoder(model, evalset)

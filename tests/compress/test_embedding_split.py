@@ -7,13 +7,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeret.compress.agreement import OnnxEncoder, agreement
+from edgeret.compress.calibration import builtin_training_texts
 from edgeret.compress.embedding_split import (
     dequantize_blocks,
     hot_and_cold,
     quantize_blocks,
     split_embedding,
     token_counts,
-    training_texts,
 )
 from edgeret.compress.quantize import quantize_text_int8
 
@@ -79,7 +79,7 @@ def test_split_int8_text_tower_agrees_with_fp32_and_is_smaller(fp32_onnx, tiny_s
     from edgeret.data.wordnet import wordnet_eval
 
     root = fp32_onnx["root"]
-    counts = token_counts(tiny_student_dir / "tokenizer.json", training_texts())
+    counts = token_counts(tiny_student_dir / "tokenizer.json", builtin_training_texts())
     assert counts.shape == (tiny_student.tokenizer.get_vocab_size(),) and counts.sum() > 100_000
     split = root / "text_split.onnx"
     report = split_embedding(fp32_onnx["text"], split, counts, cold_share=0.4)
