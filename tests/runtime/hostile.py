@@ -13,6 +13,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+#: where child processes run: outside the checkout, so that their ``import edgeret`` finds the installed package
+CHILD_CWD = tempfile.gettempdir()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -128,7 +132,7 @@ def preprocess_in_child(path: Path, size: int = 128, address_limit_mb: int = 307
     MemoryError instead of exhausting the machine.
     """
     out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(path), str(size), str(address_limit_mb)],
-                         capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+                         capture_output=True, text=True, timeout=timeout, env=dict(os.environ), cwd=CHILD_CWD)
     if out.returncode != 0:
         return {"status": f"exit {out.returncode}: {out.stderr[-300:]}", "peak_rss_mb": None}
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ from edgeret.runtime.bundle import load_manifest
 from edgeret.runtime.errors import BundleError
 from edgeret.runtime.retriever import Retriever
 
-from .conftest import random_unit
+from .conftest import CHILD_CWD, random_unit
 from .hostile import edit_json, rewrite_index_checksums, set_level0_link
 
 
@@ -123,7 +123,7 @@ for verify in ("size", True):
 
 def _open_in_child(bundle):
     out = subprocess.run([sys.executable, "-c", CRASH_CHILD, str(bundle)], capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ))
+                         timeout=120, env=dict(os.environ), cwd=CHILD_CWD)
     assert out.returncode == 0, f"the child died ({out.returncode}): {out.stderr[-500:]}"
     return out.stdout.split("\n")
 
@@ -186,7 +186,7 @@ for trial in range(trials):
 def test_flipped_bits_in_the_graph_never_crash_the_fast_start(bundle):
     _, generation = _saved(bundle, n=300)
     out = subprocess.run([sys.executable, "-c", FLIP_CHILD, str(bundle), str(generation / "hnsw.bin"), "16"],
-                         capture_output=True, text=True, timeout=120, env=dict(os.environ))
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ), cwd=CHILD_CWD)
     assert out.returncode == 0, f"the child died ({out.returncode}) after {out.stdout.split()}"
     outcomes = out.stdout.split()
     assert len(outcomes) == 16 and set(outcomes) <= {"ok", "BundleError"} and "BundleError" in outcomes

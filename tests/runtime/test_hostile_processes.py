@@ -12,7 +12,7 @@ from edgeret.runtime import persist
 from edgeret.runtime.errors import BundleError, IndexBusyError
 from edgeret.runtime.retriever import Retriever
 
-from .conftest import random_unit
+from .conftest import CHILD_CWD, random_unit
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fcntl")
 
@@ -58,7 +58,8 @@ class Writer:
 
     def __init__(self, bundle, tag):
         self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(bundle), tag], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                                     cwd=CHILD_CWD)
         assert self.proc.stdout.readline().startswith("READY")
 
     def send(self, cmd):

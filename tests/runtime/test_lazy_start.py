@@ -11,6 +11,8 @@ import pytest
 from edgeret.runtime.errors import BundleError
 from edgeret.runtime.retriever import Retriever
 
+from .conftest import CHILD_CWD
+
 TEXT_ONLY_START = r"""
 import sys
 from edgeret.runtime.retriever import Retriever
@@ -25,7 +27,7 @@ print("PIL" if "PIL" in sys.modules or "edgeret.runtime.image" in sys.modules el
 def test_text_search_does_not_load_the_image_tower(bundle):
     env = dict(os.environ)  # the child imports the installed edgeret
     out = subprocess.run([sys.executable, "-c", TEXT_ONLY_START, str(bundle)], capture_output=True, text=True,
-                         env=env)
+                         env=env, cwd=CHILD_CWD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO-PIL")
 

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from .conftest import CHILD_CWD
+
 CODE = r"""
 import sys
 
@@ -35,6 +37,7 @@ print("TORCH" if imported or attempts else "NO-TORCH")
 
 def test_runtime_search_never_imports_torch(bundle):
     env = dict(os.environ)  # the child imports the installed edgeret
-    out = subprocess.run([sys.executable, "-c", CODE, str(bundle)], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", CODE, str(bundle)], capture_output=True, text=True, env=env,
+                         cwd=CHILD_CWD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO-TORCH")

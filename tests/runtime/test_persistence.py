@@ -13,7 +13,7 @@ import pytest
 
 from edgeret.runtime.retriever import Retriever
 
-from .conftest import random_unit
+from .conftest import CHILD_CWD, random_unit
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
@@ -53,7 +53,7 @@ def _run_and_kill(bundle: Path, phase: str, saves_before_kill: int = 0) -> list[
     """Start the child, SIGKILL it when it blocks (or mid-way through its save loop); return its output."""
     env = dict(os.environ)  # the child imports the installed edgeret
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(bundle), phase], stdout=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, cwd=CHILD_CWD)
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
     lines: list[str] = []
