@@ -14,6 +14,7 @@ HNSW graph walk, and altered bundles that must be refused. Only ``edgeret.runtim
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgeret.runtime.bundle import BundleError, load_manifest
+from edgeret.runtime.bundle import BundleError
 from edgeret.runtime.image import load_image
 from edgeret.runtime.preprocess import ImagePreprocessor
 from edgeret.runtime.retriever import Retriever
@@ -173,6 +174,17 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
             (d / rel).write_bytes(bytes(data))
         return apply
 
+    def bad_link(d: Path) -> None:
+        """A level-0 link of element 0 beyond the element count, with index.json's checksum updated to match."""
+        folder = d / "index" / gen
+        data = bytearray((folder / "hnsw.bin").read_bytes())
+        data[96 + 4 : 96 + 8] = (0x00FFFFFF).to_bytes(4, "little")
+        data[96 : 96 + 2] = max(1, int.from_bytes(data[96:98], "little")).to_bytes(2, "little")
+        (folder / "hnsw.bin").write_bytes(bytes(data))
+        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        meta["files"]["hnsw.bin"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        (folder / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+
     def edit_index_json(d: Path) -> None:
         path = d / "index" / gen / "index.json"
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -191,13 +203,14 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
         "missing": (lambda d: (d / manifest["image_encoder"]["preprocessor"]).unlink(), "missing"),
         "no-manifest": (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
         "index-version": (edit_index_json, "not supported"),
+        "hnsw-link": (bad_link, "links to element"),
     }
     out_cases = []
     for name, (apply, fragment) in cases.items():
         target = _copy_bundle(bundle, root / name)
         apply(target)
         try:  # the case must be one the Python runtime refuses too
-            load_manifest(target, verify=True)
+            Retriever.open(target, verify=True)
             raise SystemExit(f"tampered case {name}: the Python runtime accepts it")
         except BundleError as exc:
             out_cases.append({"name": name, "path": f"tampered/{name}", "expect": fragment, "python": str(exc)})
@@ -432,7 +445,7 @@ def _rich_tokenizer(out: Path, texts: list[str], max_length: int) -> dict[str, A
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.web", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", type=Path, required=True, help="the bundle to check (not modified; it is copied)")
+    p.add_argument("--bundle", type=Path, help="the bundle to check (not modified; it is copied)")
     p.add_argument("--out", type=Path, required=True, help="folder for the copy, inputs and refs.json")
     p.add_argument("--images", type=Path, help="take the parity images from this folder (default: synthetic ones)")
     p.add_argument("--texts", type=int, default=200)
@@ -445,6 +458,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time", action="store_true",
                    help="also time the Python runtime on the same queries (1 and all threads)")
+    p.add_argument("--time-only", type=int, metavar="THREADS", default=None,
+                   help="only time the Python runtime on OUT's bundle copy and queries (0: all threads); prints JSON")
     return p
 
 
@@ -453,6 +468,14 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
     logging.getLogger("edgeret.runtime.text").setLevel(logging.ERROR)  # long parity texts are truncated on purpose
+    if args.time_only is not None:  # paired with a browser run by web/test/run.js --python
+        refs = json.loads((args.out / "refs.json").read_text(encoding="utf-8"))
+        images = [args.out / "images" / name for name in refs.get("images", [])]
+        result = _latency(args.out / refs["bundle"], refs.get("texts", []), images, args.time_only or None)
+        print(json.dumps(result))
+        return 0
+    if args.bundle is None:
+        parser().error("--bundle is required (except with --time-only)")
     args.command = " ".join(["python -m tools.web", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
     refs = build(args)

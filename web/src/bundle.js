@@ -146,11 +146,20 @@ export async function verifyBytes(bytes, entry, rel, verify, what) {
 }
 
 function majorMinor(version, where) {
-  const parts = String(version).split('.').slice(0, 2).map(Number);
-  if (parts.length !== 2 || parts.some((p) => !Number.isInteger(p))) {
-    throw new BundleError(`${where}: 'version' ${JSON.stringify(version)} is not MAJOR.MINOR`);
+  const parts = String(version).slice(0, 32).split('.');
+  if (parts.length < 2 || !parts.slice(0, 2).every((p) => /^\d{1,6}$/.test(p))) {
+    throw new BundleError(`${where}: 'version' ${JSON.stringify(version).slice(0, 40)} is not MAJOR.MINOR`);
   }
-  return parts;
+  return parts.slice(0, 2).map(Number);
+}
+
+/** A path the manifest names must stay inside the bundle: relative, no '..', no empty or '.' parts. */
+function checkRelative(rel, where) {
+  if (typeof rel !== 'string' || !rel || rel.startsWith('/') || /^[A-Za-z]:/.test(rel) || rel.includes('\\') ||
+    rel.split('/').some((part) => part === '..' || part === '.' || part === '')) {
+    throw new BundleError(`${where}: ${JSON.stringify(String(rel).slice(0, 80))} must be a relative path inside the bundle`);
+  }
+  return rel;
 }
 
 function isInt(value) {
@@ -212,11 +221,19 @@ export function checkManifest(data) {
   if (data.image_encoder != null) checkTower(data.image_encoder, 'image_encoder', ['pixel_values'], 'image_size', 'preprocessor');
   checkIndexSection(requireField(data, 'index', 'object', where), dim, dims);
   const files = requireField(data, 'files', 'object', where);
-  for (const rel of Object.keys(files)) {
-    if (rel.startsWith('/') || /^[A-Za-z]:/.test(rel) || rel.split(/[\\/]/).includes('..')) {
-      throw new BundleError(`${where} files: '${rel}' must be a relative path inside the bundle`);
+  for (const [rel, entry] of Object.entries(files)) {
+    checkRelative(rel, `${where} files`);
+    if (!entry || typeof entry !== 'object' || !isInt(entry.bytes) || entry.bytes < 0 ||
+      typeof entry.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+      throw new BundleError(`${where} files[${rel.slice(0, 80)}]: must be an object with 'sha256' (64 lowercase hex digits) and 'bytes'`);
     }
   }
+  for (const key of ['text_encoder', 'image_encoder']) {
+    if (data[key] != null && (typeof data[key] !== 'object' || Array.isArray(data[key]))) {
+      throw new BundleError(`${where}: '${key}' must be an object or null`);
+    }
+  }
+  checkRelative(data.index.path ?? 'index', `${where} index path`);
   for (const [key, fileKey] of [['text_encoder', 'tokenizer'], ['image_encoder', 'preprocessor']]) {
     const tower = data[key];
     if (!tower) continue;

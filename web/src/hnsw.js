@@ -101,14 +101,22 @@ export class HnswIndex {
     for (let i = 0; i < count; i++) {
       const base = HEADER_BYTES + i * perElement;
       const listCount = view.getUint16(base, true);
+      if (listCount > this.maxM0) fail(`element ${i} has ${listCount} level-0 links (at most ${this.maxM0})`);
       this.deleted[i] = view.getUint8(base + 2) & 1;
       const row = i * (this.maxM0 + 1);
       this.links0[row] = listCount;
-      for (let j = 0; j < listCount; j++) this.links0[row + 1 + j] = view.getUint32(base + 4 + j * 4, true);
+      for (let j = 0; j < listCount; j++) {
+        const link = view.getUint32(base + 4 + j * 4, true);
+        if (link >= count) fail(`element ${i} links to element ${link} of ${count}`);
+        this.links0[row + 1 + j] = link;
+      }
       for (let d = 0; d < dim; d++) this.vectors[i * dim + d] = view.getFloat32(base + dataOffset + d * 4, true);
       const label = size(base + labelOffset);
       this.labels[i] = label;
-      if (!this.deleted[i]) this.byLabel.set(label, i);
+      if (!this.deleted[i]) {
+        if (this.byLabel.has(label)) fail(`label ${label} is stored twice`);
+        this.byLabel.set(label, i);
+      }
     }
     this.numDeleted = this.deleted.reduce((n, d) => n + d, 0);
     // upper levels
@@ -121,12 +129,28 @@ export class HnswIndex {
       if (offset + 4 > bytes.byteLength) fail('truncated upper-level links');
       const n = view.getUint32(offset, true);
       offset += 4;
+      if (n % listBytes || n / listBytes > this.maxLevel || offset + n > bytes.byteLength) {
+        fail(`element ${i} has a malformed upper-level link block (${n} bytes)`);
+      }
       this.levels[i] = n / listBytes;
       this.upperOffset[i] = offset;
       offset += n;
     }
     if (offset !== bytes.byteLength) fail(`${bytes.byteLength - offset} unexpected trailing bytes`);
-    if (count && this.entryPoint >= count) fail('entry point out of range');
+    if (count && (this.entryPoint >= count || this.levels[this.entryPoint] !== this.maxLevel)) {
+      fail('the entry point is out of range or not on the top level');
+    }
+    for (let i = 0; i < count; i++) { // every upper link within bounds and to an element that has that level
+      for (let level = 1; level <= this.levels[i]; level++) {
+        const at = this.upperOffset[i] + (level - 1) * listBytes;
+        const n = view.getUint32(at, true) & 0xffff;
+        if (n > this.maxM) fail(`element ${i} has ${n} links on level ${level} (at most ${this.maxM})`);
+        for (let j = 0; j < n; j++) {
+          const link = view.getUint32(at + 4 + j * 4, true);
+          if (link >= count || this.levels[link] < level) fail(`element ${i} links on level ${level} to element ${link}`);
+        }
+      }
+    }
     this._visited = new Uint32Array(count);
     this._visitTag = 0;
   }
@@ -164,7 +188,7 @@ export class HnswIndex {
 
   _upperLinks(id, level) {
     const offset = this.upperOffset[id] + (level - 1) * (this.maxM * 4 + 4);
-    const n = this.view.getUint32(offset, true);
+    const n = this.view.getUint32(offset, true) & 0xffff;
     const out = new Array(n);
     for (let j = 0; j < n; j++) out[j] = this.view.getUint32(offset + 4 + j * 4, true);
     return out;

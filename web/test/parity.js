@@ -353,6 +353,7 @@ async function parity() {
         { ...cos, model: other.modelFiles.image });
       out.image[other.modelFiles.image] = { parity: { files: cos } };
     }
+    out.openTimings = { default: r.timings, onnx: other.timings };
     await other.close();
   }
   if (refs.large) await largeChecks(refs, options);

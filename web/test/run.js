@@ -8,7 +8,8 @@
 //
 // --refs LABEL=DIR: a folder written by `python -m tools.web` (repeatable). --bench LABEL: also time that bundle at
 // 1 thread and at all threads (--threads 1,2 to choose), each in a fresh browser so every download and compile is
-// cold; --repeat N: N fresh browsers per thread count, medians reported.
+// cold; --repeat N: N fresh browsers per thread count, medians reported; --python PY: time the Python runtime on the
+// same bundle copy and queries right before each browser run (PY -m tools.web --time-only), for paired ratios.
 // Exit status 1 when any check fails.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -23,7 +24,7 @@ const WEB = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const REPO = path.dirname(WEB);
 
 function parseArgs(argv) {
-  const args = { refs: [], bench: [], results: null, threads: null, repeat: 1, verbose: false };
+  const args = { refs: [], bench: [], results: null, threads: null, repeat: 1, python: null, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
     const value = argv[i + 1];
@@ -42,6 +43,9 @@ function parseArgs(argv) {
       i++;
     } else if (key === '--repeat') {
       args.repeat = Number(value);
+      i++;
+    } else if (key === '--python') {
+      args.python = value;
       i++;
     } else if (key === '--verbose') {
       args.verbose = true;
@@ -87,13 +91,14 @@ async function main() {
           try {
             console.log(`== bench: ${label}, ${threads} thread(s), run ${rep + 1}/${args.repeat}`);
             const load = loadavg()[0];
+            const python = args.python ? pythonLatency(args, label, threads) : null;
             const result = await runPage(browser.context, `${server.url}test/parity.html?refs=/refs/${label}/&mode=bench&threads=${threads}`,
               { log: args.verbose });
             if (result.error) {
               console.log(`ERROR ${result.error}`);
               failed++;
             }
-            runs.push({ ...result, loadAverageBefore: load, loadAverageAfter: loadavg()[0] });
+            runs.push({ ...result, python, loadAverageBefore: load, loadAverageAfter: loadavg()[0] });
             console.log(JSON.stringify({ threads: result.threads, open: result.openMs, first: result.firstQueryMs,
               text: result.textQueryMs, image: result.imageQueryMs }));
           } finally {
@@ -112,9 +117,19 @@ async function main() {
   process.exit(failed ? 1 : 0);
 }
 
+/** The Python runtime timed on the same bundle copy and queries right before a browser run (tools.web --time-only). */
+function pythonLatency(args, label, threads) {
+  const dir = args.refs.find((r) => r.label === label).dir;
+  const all = threads === cpus().length;
+  const stdout = execFileSync(args.python, ['-m', 'tools.web', '--out', dir, '--time-only', String(all ? 0 : threads)],
+    { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(stdout.trim().split('\n').pop());
+}
+
 const TIMED = ['textQueryMs.p50', 'textQueryMs.p95', 'textEmbedMs.p50', 'textEmbedMs.p95', 'indexSearchMs.p50',
   'indexSearchMs.p95', 'imageQueryMs.p50', 'imageQueryMs.p95', 'imagePreprocessMs.p50', 'imagePreprocessMs.p95', 'openMs',
-  'firstQueryMs', 'openPlusFirstQueryMs', 'pageToFirstResultMs', 'firstImageQueryMs', 'loadAverageBefore', 'loadAverageAfter'];
+  'firstQueryMs', 'openPlusFirstQueryMs', 'pageToFirstResultMs', 'firstImageQueryMs', 'loadAverageBefore', 'loadAverageAfter',
+  'python.text_query_ms.p50', 'python.text_query_ms.p95', 'python.image_query_ms.p50', 'python.image_query_ms.p95'];
 
 /** One result whose timings are the medians over repeated runs (each run's figures kept under `runs`). */
 function medianRun(runs) {
@@ -183,7 +198,7 @@ function writeResults(args, out, seconds) {
   const rel = (p) => path.relative(REPO, p) || '.';
   const command = ['node', 'web/test/run.js', ...args.refs.flatMap(({ label, dir }) => ['--refs', `${label}=${rel(dir)}`]),
     ...args.bench.flatMap((b) => ['--bench', b]), ...(args.threads ? ['--threads', args.threads.join(',')] : []),
-    ...(args.repeat > 1 ? ['--repeat', args.repeat] : []),
+    ...(args.repeat > 1 ? ['--repeat', args.repeat] : []), ...(args.python ? ['--python', args.python] : []),
     '--results', rel(args.results)].join(' ');
   const data = {
     command,
@@ -196,6 +211,7 @@ function writeResults(args, out, seconds) {
     repeat: args.repeat,
     parity: Object.fromEntries(Object.entries(out.parity).map(([label, p]) => [label, {
       ok: !p.failed && !p.error, error: p.error ?? null, threads: p.threads, count: p.count, text: p.text, image: p.image,
+      openTimings: p.openTimings ?? null,
       queries: p.queries, checks: p.checks.map(({ name, ok, ...detail }) => ({ name, ok, detail })),
     }])),
     bench: {},
@@ -221,7 +237,7 @@ function writeResults(args, out, seconds) {
     const py = refs[label].python_latency;
     data.bench[key] = {
       ...b,
-      python: py ? py[Number(key.split('@')[1]) === 1 ? '1' : 'None'] : null,
+      python: b.python ?? (py ? py[Number(key.split('@')[1]) === 1 ? '1' : 'None'] : null),
       runtimeBytes: runtime,
       runtimeBytesTotal: Object.values(runtime).reduce((s, r) => s + r.bytes, 0),
       runtimeBytesGzip: Object.values(runtime).reduce((s, r) => s + (r.gzip ?? r.bytes), 0),
@@ -254,8 +270,12 @@ function markdown(d) {
               : x.maxDiff != null && x.images != null ? `max difference ${x.maxDiff}`
                 : x.maxScoreDiff != null ? `max score difference ${x.maxScoreDiff.toExponential(1)}`
                   : x.byKind ? Object.entries(x.byKind).map(([k, v]) => `${k}: ${v.exact}/${v.files} exact, max diff ${v.maxDiff}`).join('; ')
-                    : x.expect ? `refused (${x.expect})` : x.failed ? `${x.cases - x.failed.length}/${x.cases}` : '';
-      lines.push(`| ${label} | ${c.name} | ${c.ok ? 'ok' : '**FAIL**'}: ${detail} |`);
+                    : x.expect ? `refused (${x.expect})` : x.failed ? `${x.cases - x.failed.length}/${x.cases}`
+                      : x.textResults != null ? `${x.textResults} tiles for a typed query, ${x.imageResults ?? '–'} for an image`
+                        : x.files != null ? `same top-5 as from the URL (${x.files} files)` : '';
+      const near = x.differ?.length ? ` (the other ${x.differ.length}: near-ties, Python score gaps ` +
+        `${x.differ.map((d) => d.pythonScoreGap?.toFixed(4) ?? 'n/a').join(', ')} against a drift of ${x.maxScoreDiff.toFixed(4)})` : '';
+      lines.push(`| ${label} | ${c.name} | ${c.ok ? 'ok' : '**FAIL**'}: ${detail}${near} |`);
     }
   }
   const benches = Object.entries(d.bench);
@@ -274,8 +294,9 @@ function markdown(d) {
     }
     const withPython = benches.filter(([, b]) => b.python);
     if (withPython.length) {
-      lines.push('', 'The Python runtime on the same queries, timed by `python -m tools.web --time` just before (same machine; ' +
-        'its other tenants move both):', '', '| run | Python threads | text query ms p50 / p95 | image query ms p50 / p95 | browser / Python (text, image p50) | load average |',
+      lines.push('', 'The Python runtime (`edgeret.runtime`, onnxruntime on x86) on the same bundle copy and queries, timed right ' +
+        'before each browser run (`run.js --python`: `python -m tools.web --time-only`; medians over the runs). The machine is ' +
+        'shared: its other tenants slow both, so the ratio is the figure to read:', '', '| run | Python threads | text query ms p50 / p95 | image query ms p50 / p95 | browser / Python (text, image p50) | load average |',
       '|---|---|---|---|---|---|');
       for (const [key, b] of withPython) {
         const p = b.python;
