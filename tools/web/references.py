@@ -149,6 +149,29 @@ def _large_index(bundle: Path, out: Path, n: int, queries: int, seed: int) -> di
             "dim": retriever.dim, "cases": cases}
 
 
+def _matryoshka(bundle: Path, out: Path, texts: list[str]) -> dict[str, Any] | None:
+    """A copy of the bundle indexed at its smallest Matryoshka prefix (vectors truncated and renormalised)."""
+    dims = [d for d in Retriever.open(bundle).manifest.allowed_dims if d < Retriever.open(bundle).manifest.dim]
+    if not dims or not texts:
+        return None
+    target = _copy_bundle(bundle, out / "bundle-matryoshka", with_index=False)
+    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    manifest["index"]["count"] = 0
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    retriever = Retriever.open(target, dim=dims[0])
+    retriever.add_texts([f"t{i:03d}" for i in range(len(texts[:80]))], texts[:80])
+    retriever.save()
+    retriever = Retriever.open(target)
+    cases = [{"text": t, "hits": _hits(retriever.search(text=t, k=10))} for t in texts[80:100]]
+    cases += [{"vector_of": "text", "index": i, "hits": _hits(retriever.search(vector=v, k=10))}
+              for i, v in enumerate(retriever.embed_texts(texts[80:90]))]
+    full = Retriever.open(bundle).embed_texts(texts[90:100])  # full-dim vectors: truncated by search
+    cases += [{"full_vector": i, "hits": _hits(retriever.search(vector=v, k=10))} for i, v in enumerate(full)]
+    return {"bundle": "bundle-matryoshka", "dim": dims[0], "full_dim": int(full.shape[1]), "cases": cases,
+            "query_vectors": _write(out, "matryoshka_queries.f32", retriever.embed_texts(texts[80:90])),
+            "full_vectors": _write(out, "matryoshka_full.f32", full)}
+
+
 def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
     """Altered copies of a (small) bundle, each with the message fragment its rejection must carry."""
     root = out / "tampered"
@@ -395,6 +418,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         refs["large"] = _large_index(args.bundle, out, args.large, 50, args.seed)
     if args.tamper and small:
         refs["tampered"] = _tampered(bundle, out)
+    if small and retriever.text_encoder is not None:
+        refs["matryoshka"] = _matryoshka(args.bundle, out, texts)
     if args.time:
         refs["python_latency"] = {str(t): _latency(bundle, texts, image_files, t) for t in (1, None)}
     (out / "refs.json").write_text(json.dumps(refs, indent=1) + "\n", encoding="utf-8")

@@ -267,6 +267,23 @@ async function largeChecks(refs, options) {
   await r.close();
 }
 
+async function matryoshkaChecks(refs, options) {
+  const m = refs.matryoshka;
+  const r = await Retriever.open(new URL(`${m.bundle}/`, base), options);
+  const vectors = rows(await get(m.query_vectors, 'f32'), m.dim);
+  const full = rows(await get(m.full_vectors, 'f32'), m.full_dim);
+  let identical = 0;
+  for (const c of m.cases) {
+    const hits = c.text != null ? await r.search({ text: c.text, k: 10 })
+      : c.full_vector != null ? await r.search({ vector: full[c.full_vector], k: 10 })
+        : r.searchVector(vectors[c.index], { k: 10 });
+    identical += compareHits(hits, c.hits).ids;
+  }
+  check(`Matryoshka index (${m.dim} of ${m.full_dim} dims): top-10 identical (texts, prefix and full-dim vectors)`,
+    identical === m.cases.length && r.dim === m.dim, { queries: m.cases.length, identical, dim: r.dim });
+  await r.close();
+}
+
 async function tamperChecks(refs, options) {
   for (const t of refs.tampered) {
     let error = null;
@@ -358,6 +375,7 @@ async function parity() {
   }
   if (refs.large) await largeChecks(refs, options);
   if (refs.tampered) await tamperChecks(refs, options);
+  if (refs.matryoshka) await matryoshkaChecks(refs, options);
   await sourceChecks(refs, r, options);
   await apiChecks(r);
   await r.close();
