@@ -90,8 +90,13 @@ class TeacherCache:
             raise KeyError(f"id {item_id!r} is not in the teacher cache at {self.path}") from None
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
-        """The embeddings of ``ids`` (in that order) as a float32 array of shape (len(ids), dim)."""
-        index = np.fromiter((self.index_of(i) for i in ids), dtype=np.int64, count=len(ids))
+        """The embeddings of ``ids`` (in that order) as a float32 array of shape (len(ids), dim); KeyError names
+        an id the cache does not hold."""
+        table = self.items
+        if table is not None and self._ids is None:  # a big cache: look the rows up instead of loading every id
+            index = table.rows_of(list(ids))
+        else:
+            index = np.fromiter((self.index_of(i) for i in ids), dtype=np.int64, count=len(ids))
         return np.asarray(self.embeddings[index], dtype=np.float32).reshape(len(ids), self.dim)
 
 

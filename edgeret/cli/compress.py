@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--block-size", type=int, default=32, help="INT4 block size")
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel INT8 weights")
     parser.add_argument("--no-optimize", action="store_true", help="skip offline graph optimisation")
-    parser.add_argument("--cache", nargs="+", default=[], metavar="DIR", help="teacher caches for recovery distillation")
+    parser.add_argument("--cache", nargs="+", default=[], metavar="DIR",
+                        help="teacher caches for recovery distillation")
     parser.add_argument("--openmoji-cache", help="teacher cache for recovery distillation ('none' to skip)")
     parser.add_argument("--wordnet-cache", help="teacher cache for recovery distillation ('none' to skip)")
     parser.add_argument("--recovery-epochs", type=int, default=RECOVERY_TRAIN.epochs)

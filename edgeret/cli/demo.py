@@ -35,6 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     config = DemoConfig(work_dir=args.work_dir, results=args.results, augment_copies=args.augment_copies,
                         wordnet_train=args.wordnet_train, preset=args.preset, limit=args.limit, force=args.force,
                         gme_arch=os.environ.get("EDGERET_DEMO_GME") == "1")
-    seconds = run_demo(config)
-    print("stage seconds: " + ", ".join(f"{name} {s:.0f}" for name, s in seconds.items()))
+    result = run_demo(config)
+    print(result.stages.table())
     return 0

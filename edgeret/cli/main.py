@@ -41,7 +41,8 @@ COMMANDS = (
     Command("bench", "teacher and student variants side by side: accuracy vs latency", "bench"),
     Command("runtime-bench", "query latency, cold start, RSS and soak of a bundle", "bench"),
     Command("ann-study", "ANN recall vs latency, build time and memory at scale", "bench"),
-    Command("demo", "the embedded default pipeline, end to end", "bench"),
+    Command("build", "a recipe end to end: teacher cache, distil, compress, index, report", "bench"),
+    Command("demo", "the embedded default pipeline, end to end (the demo recipe)", "bench"),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.compress.bundle import CompressOptions, build_bundle
+from edgeret.compress.calibration import Calibration
+from edgeret.data.evalset import EvalSet
 from edgeret.distill.cache import TeacherCache
 from edgeret.distill.loop import TrainSettings
 from edgeret.distill.pruning.prune import PruneConfig
@@ -28,14 +30,16 @@ class Pruning:
 
 
 def compress_student(checkpoint: str | Path, out: str | Path, options: CompressOptions,
-                     pruning: Pruning | None = None) -> dict[str, Any]:
+                     pruning: Pruning | None = None, calibration: Calibration | None = None,
+                     evalsets: list[EvalSet] | None = None) -> dict[str, Any]:
     """The bundle of a student checkpoint (pruned and recovered first when ``pruning`` is given); returns the
-    compress report (also ``out/compress_report.json``)."""
+    compress report (also ``out/compress_report.json``). ``calibration`` and ``evalsets`` go to
+    :func:`~edgeret.compress.bundle.build_bundle`."""
     if pruning is None or pruning.config.ratio <= 0:
-        return build_bundle(checkpoint, out, options)
+        return build_bundle(checkpoint, out, options, calibration=calibration, evalsets=evalsets)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}-prune-", dir=Path(out).parent) as work:
         model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches,
                                           train=pruning.train, loss=RECOVERY_LOSS, max_steps=pruning.max_steps,
                                           work_dir=work)
-        return build_bundle(model, out, options, prune_report=report)
+        return build_bundle(model, out, options, prune_report=report, calibration=calibration, evalsets=evalsets)
