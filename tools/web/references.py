@@ -227,6 +227,7 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
         "no-manifest": (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
         "index-version": (edit_index_json, "not supported"),
         "hnsw-link": (bad_link, "links to element"),
+        "index-missing": (lambda d: shutil.rmtree(d / "index"), "is missing"),
     }
     out_cases = []
     for name, (apply, fragment) in cases.items():

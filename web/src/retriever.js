@@ -114,6 +114,7 @@ export class Retriever {
    * @param {object} [options.ort] the onnxruntime-web module (default: import('onnxruntime-web/wasm'))
    * @param {Function} [options.initSqlJs] sql.js's init function (default: globalThis.initSqlJs or import('sql.js'))
    * @param {string} [options.sqlWasmUrl] where sql.js's .wasm file is
+   * @param {typeof fetch} [options.fetch] the fetch used for a URL source (default: globalThis.fetch)
    * @returns {Promise<Retriever>}
    */
   static async open(where, options = {}) {
@@ -165,6 +166,7 @@ export class Retriever {
       const [tokenizerBytes, { session, file }] = textParts;
       r.tokenizer = Tokenizer.fromJSON(json(tokenizerBytes, text.tokenizer), { maxLength: text.max_length });
       r._text = { session, file, spec: text };
+      await r._probeText();
     }
     if (image) {
       const config = json(imageConfig, image.preprocessor);
@@ -219,6 +221,9 @@ export class Retriever {
       r.savedIndex = { directory: saved.directory, meta: saved.meta };
       r._labels = Float64Array.from([...store.ids.keys()].sort((a, b) => a - b));
     } else {
+      if (manifest.index.count > 0) {
+        throw new BundleError(`manifest.json index: count ${manifest.index.count} but ${manifest.index.path ?? 'index'} is missing`);
+      }
       r.index = null;
       r.store = null;
       r.efSearch = manifest.index.ef_search;
@@ -260,6 +265,28 @@ export class Retriever {
       return this._image;
     });
     return this._imageLoading;
+  }
+
+  /**
+   * Run one max_length row of the tokenizer's highest id, as runtime/text.py does at open: a tokenizer whose ids
+   * exceed the model's embedding table (or a model that cannot take max_length tokens) fails here, not at the first
+   * query. It also warms the session.
+   */
+  async _probeText() {
+    const vocab = this.tokenizer.vocabSize;
+    const id = BigInt(Math.max(vocab - 1, this.tokenizer.padId, 0));
+    const n = this.tokenizer.maxLength;
+    const feeds = {};
+    const arrays = { input_ids: new BigInt64Array(n).fill(id), attention_mask: new BigInt64Array(n).fill(1n),
+      token_type_ids: new BigInt64Array(n) };
+    const { session, spec, file } = this._text;
+    for (const [role, name] of Object.entries(spec.inputs)) feeds[name] = new this.ort.Tensor('int64', arrays[role], [1, n]);
+    try {
+      await this._run(session, feeds, spec.output, 1, 'text encoder');
+    } catch (err) {
+      throw new BundleError(`text encoder ${file}: the tokenizer's ${vocab} token ids at max_length ${n} do not fit ` +
+        `the model (${err.message})`);
+    }
   }
 
   _fit(data, rows) {

@@ -123,6 +123,8 @@ export class Tokenizer {
       return { id: t.id, content: t.content, normalized: Boolean(t.normalized) };
     });
     this.addedIds = new Map(this.added.map((t) => [t.content, t.id]));
+    /** Tokens in the vocabulary and the added tokens together (tokenizers' get_vocab_size(with_added_tokens=True)). */
+    this.vocabSize = new Set([...this.vocab.keys(), ...this.addedIds.keys()]).size;
     [this.before, this.after] = this._template(json.post_processor, unsupported);
     if (!Number.isInteger(maxLength) || maxLength < this.before.length + this.after.length + 1) {
       throw new BundleError(`text_encoder max_length ${maxLength} leaves no room for text between the special tokens`);
