@@ -55,7 +55,7 @@ def _sentence_transformers() -> Any:
     except ImportError as exc:
         raise ImportError(
             "the sentence-transformers teacher needs the sentence-transformers package, which is not installed; "
-            "install it with: pip install 'edgeret[bench]' (or pip install sentence-transformers)"
+            "install it with: pip install 'edgeret[distill]' (or pip install sentence-transformers)"
         ) from exc
     return sentence_transformers
 

@@ -1,6 +1,7 @@
 """``edgeret teacher-cache``: embed a corpus with a teacher into a resumable, sharded cache.
 
 Single process: ``edgeret teacher-cache --teacher standin --data openmoji --out artifacts/cache/openmoji``.
+Your files: ``edgeret teacher-cache --teacher gme --model-path P --images photos/ --records captions.jsonl --out C``.
 Several GPUs or nodes: ``torchrun --nproc_per_node 8 -m edgeret.cli.teacher_cache --teacher gme --model-path P ...``.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 
 from edgeret.data.corpora import CORPORA, build_corpus
+from edgeret.data.items import Corpus
+from edgeret.data.sources import ImageFolderSource, RecordsSource, TextsSource, scan_sources
 from edgeret.distill.cache import TeacherCache, build_cache, init_distributed_from_env
 from edgeret.distill.teachers import TEACHERS, load_teacher
 
@@ -26,8 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeret teacher-cache", description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", choices=list(TEACHERS), default="standin")
     parser.add_argument("--head-path", type=Path, help="stand-in image head file (fitted there if missing)")
-    parser.add_argument("--model-path", help="local folder with the teacher's weights (for --teacher gme)")
-    parser.add_argument("--data", choices=list(CORPORA), required=True, help="which corpus to embed")
+    parser.add_argument("--model-path", help="local folder of the teacher (gme, clip, sentence-transformers)")
+    source = parser.add_argument_group("what to embed: a built-in corpus, or files (any mix of the three)")
+    source.add_argument("--data", choices=list(CORPORA), help="a built-in corpus")
+    source.add_argument("--images", action="append", default=[], metavar="DIR", help="a folder of images (recursive)")
+    source.add_argument("--records", action="append", default=[], metavar="FILE",
+                        help="a JSONL/CSV/TSV file of records (image, text, query, document, id, split)")
+    source.add_argument("--texts", action="append", default=[], metavar="FILE",
+                        help="a text file, one document a line")
+    parser.add_argument("--max-bad", type=float, default=0.01, help="files: fail past this share of bad records")
     parser.add_argument("--out", type=Path, required=True, help="cache folder")
     parser.add_argument("--augment-copies", type=int, default=4, help="augmented renders per train emoji")
     parser.add_argument("--limit", type=int, help="only the first N items of each split (quick runs)")
@@ -46,12 +56,24 @@ def _device(world: int) -> str | None:
     return None
 
 
+def _corpus(args: argparse.Namespace) -> Corpus:
+    files = [*(ImageFolderSource(Path(p)) for p in args.images), *(RecordsSource(Path(p)) for p in args.records),
+             *(TextsSource(Path(p)) for p in args.texts)]
+    if bool(files) == bool(args.data):
+        raise ValueError("give either --data or files to embed (--images, --records, --texts)")
+    if args.data:
+        return build_corpus(args.data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.max_train)
+    corpus = scan_sources(files, max_bad=args.max_bad, workdir=args.out / "corpus", progress=not args.no_progress)
+    logger.info("%s", corpus.report.summary())
+    return corpus
+
+
 def run(argv: list[str] | None = None) -> TeacherCache:
     """Parse ``argv``, build (or reuse) the cache; returns it opened."""
     args = build_parser().parse_args(argv)
     rank, world = init_distributed_from_env()
     teacher = load_teacher(args.teacher, model_path=args.model_path, head_path=args.head_path, device=_device(world))
-    corpus = build_corpus(args.data, augment_copies=args.augment_copies, limit=args.limit, max_train=args.max_train)
+    corpus = _corpus(args)
     start = time.time()
     cache = build_cache(teacher, corpus, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
                         progress=not args.no_progress and rank == 0, force=args.force)

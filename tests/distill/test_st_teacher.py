@@ -124,7 +124,7 @@ def test_registered_and_loaded_by_name(tmp_path: Path) -> None:
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now raises ImportError
-    with pytest.raises(ImportError, match=r"edgeret\[bench\]"):
+    with pytest.raises(ImportError, match=r"edgeret\[distill\]"):
         _sentence_transformers()
 
 
