@@ -109,7 +109,7 @@ export class Retriever {
    * @param {number} [options.dim] Matryoshka dim to search at (default: the saved index's)
    * @param {number} [options.exactThreshold=2048] collections (or filtered subsets) up to this size are searched exactly
    * @param {'auto'|'onnx'|'ort'} [options.modelFormat='auto'] 'auto' loads each tower's ORT-format twin when the
-   *   manifest names one (pre-optimised: opens several times faster in the browser), falling back to the .onnx
+   *   manifest names one (pre-optimised: its session opens 2-3x faster in the browser), falling back to the .onnx
    * @param {boolean} [options.lazyImage=true] download the image tower on the first image
    * @param {object} [options.ort] the onnxruntime-web module (default: import('onnxruntime-web/wasm'))
    * @param {Function} [options.initSqlJs] sql.js's init function (default: globalThis.initSqlJs or import('sql.js'))
