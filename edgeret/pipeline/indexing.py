@@ -34,15 +34,20 @@ def _rows(cache: TeacherCache, spec: IndexSpec, kinds: Sequence[str]) -> list[tu
     return cache.items.select("id, kind, text, path, origin", where, params)
 
 
-def _images(cache: TeacherCache, rows: list[tuple]) -> Iterator[tuple[str, Any]]:
+def _images(cache: TeacherCache, rows: list[tuple], files: Path | None) -> Iterator[tuple[str, Any, str | None]]:
+    """``(id, image, path for the metadata)`` of image rows; renders are written to ``files`` when given."""
     renders = None
     for item_id, _, _, path, origin in rows:
         if path:
-            yield item_id, load_image(path, origin or item_id)
+            yield item_id, load_image(path, origin or item_id), path
             continue
         if renders is None:  # a built-in corpus: its images are renders
             renders = {it.id: it for it in corpus_for_cache(cache).iter_items() if it.kind == "image"}
-        yield item_id, renders[item_id].load()
+        image, shown = renders[item_id].load(), None
+        if files is not None:
+            shown = item_id.replace(":", "-").replace("/", "-") + ".png"
+            image.save(files / shown)
+        yield item_id, image, shown
 
 
 def _add(retriever: Retriever, kind: str, batch: list[tuple[str, Any, dict]], skipped: list[str]) -> int:
@@ -63,6 +68,9 @@ def index_corpus(bundle: Path, target: Path, caches: Sequence[TeacherCache], spe
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(bundle, target)
     retriever = Retriever.open(target, dim=spec.dim)
+    files = target.parent / spec.image_files if spec.image_files else None
+    if files is not None:
+        files.mkdir(parents=True, exist_ok=True)
     kinds = [k for k in spec.kinds if (k == "image" and retriever.has_image_encoder)
              or (k == "text" and retriever.text_encoder is not None)]
     skipped: list[str] = []
@@ -72,12 +80,13 @@ def index_corpus(bundle: Path, target: Path, caches: Sequence[TeacherCache], spe
         with tqdm(total=len(rows), desc=f"indexing {cache.corpus_name}", unit="item", disable=None) as bar:
             for kind in kinds:
                 mine = [r for r in rows if r[1] == kind]
-                stream = _images(cache, mine) if kind == "image" else ((r[0], r[2]) for r in mine)
+                stream = _images(cache, mine, files) if kind == "image" else ((r[0], r[2], None) for r in mine)
                 by_id = {r[0]: r for r in mine}
                 batch: list[tuple[str, Any, dict]] = []
-                for item_id, payload in stream:
+                for item_id, payload, shown in stream:
                     row = by_id[item_id]
-                    meta = {"origin": row[4] or item_id, **({"text": row[2]} if row[2] else {})}
+                    meta = {"origin": row[4] or item_id, **({"text": row[2]} if row[2] else {}),
+                            **({"path": shown} if shown else {})}
                     batch.append((item_id, payload, meta))
                     if len(batch) == _BATCH:
                         n = _add(retriever, kind, batch, skipped)

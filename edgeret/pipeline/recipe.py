@@ -87,6 +87,9 @@ class IndexSpec:
     kinds: tuple[str, ...] = ("image", "text")
     dim: int | None = None
     queries: list[str] = field(default_factory=list)
+    #: a folder (in the work folder) where images without a file (built-in renders) are written as PNG, so an app
+    #: (or the web demo) can show them: their metadata ``path`` names the file relative to it
+    image_files: str | None = None
 
 
 @dataclass
