@@ -10,7 +10,7 @@ Writes ``bench/results/hardening.json`` and ``hardening.md``:
 * **peak RSS per hostile image**: load + preprocess (128 px) in a fresh process, VmHWM (must be < 300 MB);
 * **graph validation**: :func:`runtime.hnsw_file.validate` on a 100,000-item 384-d file vs hnswlib's own load;
 * **cold open**: import + ``Retriever.open(verify="size")`` + one text query in a fresh process, fixture
-  bundle with 100,000 items, median of 7.
+  bundle with 0 and 100,000 items, median of 9 (with ``--before``, the two runtimes take turns).
 
 ``--before REV`` repeats the process-level measurements with the runtime of git revision ``REV`` (extracted
 with ``git archive``) for comparison. Runs from a source checkout (it uses the test suite's fuzz surfaces
@@ -171,13 +171,17 @@ def two_writers(work: Path, env: dict[str, str], loops: int) -> dict[str, Any]:
     return out
 
 
-def cold_open(work: Path, env: dict[str, str], items: int, runs: int = 7) -> dict[str, Any]:
-    """Median seconds of import + open(verify="size") + one text query, in fresh processes."""
+def cold_opens(work: Path, envs: dict[str, dict[str, str]], items: int, runs: int = 9) -> dict[str, dict[str, Any]]:
+    """Milliseconds of import + open(verify="size") + one text query in fresh processes, per runtime (``envs``),
+    on one bundle saved by the current runtime; the runtimes take turns, so load on the machine hits all alike."""
     work.mkdir(parents=True, exist_ok=True)
-    bundle = _bundle(work, f"cold-{items}", items, env)
-    times = sorted(float(_python(COLD, bundle, env=env).strip().splitlines()[-1]) for _ in range(runs))
-    return {"items": items, "median_ms": round(1e3 * statistics.median(times), 1),
-            "min_ms": round(1e3 * times[0], 1), "max_ms": round(1e3 * times[-1], 1), "runs": runs}
+    bundle = _bundle(work, f"cold-{items}", items, {**os.environ, "PYTHONPATH": str(REPO)})
+    times: dict[str, list[float]] = {name: [] for name in envs}
+    for _ in range(runs):
+        for name, env in envs.items():
+            times[name].append(1e3 * float(_python(COLD, bundle, env=env).strip().splitlines()[-1]))
+    return {name: {"items": items, "median_ms": round(statistics.median(t), 1), "min_ms": round(min(t), 1),
+                   "max_ms": round(max(t), 1), "runs": runs} for name, t in times.items()}
 
 
 def hostile_images(work: Path, env: dict[str, str]) -> list[dict[str, Any]]:
@@ -284,7 +288,6 @@ def before_env(work: Path, rev: str) -> dict[str, str]:
 def _processes(work: Path, env: dict[str, str], quick: bool) -> dict[str, Any]:
     return {"opens_during_saves": opens_during_saves(work, env, 200 if quick else 1000),
             "two_writers": two_writers(work, env, 10 if quick else 100),
-            "cold_open": [cold_open(work, env, n, runs=3 if quick else 7) for n in (0, 10_000 if quick else 100_000)],
             "hostile_images": hostile_images(work, env)}
 
 
@@ -293,9 +296,13 @@ def measure(quick: bool, before: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgeret-hardening-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        results: dict[str, Any] = {"after": _processes(work / "after", env, quick)}
+        envs = {"after": env, **({"before": before_env(work, before)} if before else {})}
+        results: dict[str, Any] = {name: _processes(work / name, e, quick) for name, e in envs.items()}
         if before:
-            results["before"] = {"revision": before, **_processes(work / "before", before_env(work, before), quick)}
+            results["before"]["revision"] = before
+        for n in (0, 10_000 if quick else 100_000):
+            for name, row in cold_opens(work / "cold", envs, n, runs=3 if quick else 9).items():
+                results[name].setdefault("cold_open", []).append(row)
         results["graph_validation"] = graph_validation(work, 10_000 if quick else 100_000)
         results["fuzz"] = fuzz(work, 200 if quick else 10_000)
     return results

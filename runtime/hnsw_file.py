@@ -16,6 +16,9 @@ upper levels:      per element: uint32 n_bytes, then n_bytes / (4 + 4 maxM) bloc
                    (uint32 header, maxM uint32 ids), one per level 1..L
 ```
 
+(hnswlib zeroes a level-0 record when it adds the element, so every one of its ``maxM0`` slots, used or not,
+holds an element id; upper-level blocks are checked up to their link counts.)
+
 Checks: sizes and offsets consistent with ``dim`` and ``M`` (``maxM = M``, ``maxM0 = 2M``,
 ``mult = 1/ln M``), ``ef_construction`` as recorded, the file size exactly what the element count and link
 lists add up to, every link count within bounds, every link id < element count and pointing at an element
@@ -29,7 +32,6 @@ from __future__ import annotations
 import math
 import mmap
 import struct
-from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,35 +141,37 @@ def _walk_link_lists(path: str | Path, tail: np.ndarray, count: int, M: int, max
                      ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Per-element levels and ``(element, first word, levels)`` of each upper-level list.
 
-    The entries are a chain ``n_bytes, [n_bytes / 4 words]``; runs of empty lists (level-0 elements,
-    most of them) are skipped with a search for the next non-zero word, so Python loops once per element
-    that has upper levels.
+    hnswlib reads the section as a chain ``n_bytes, [n_bytes / 4 words]`` per element, an empty list being a
+    single zero word. So, from any position, the next non-empty list starts at the first non-zero word: with
+    ``nxt[k]`` = the first non-zero word at or after the end of the list that non-zero word ``k`` would start
+    (one vectorised search), the chain is followed once per element that has upper levels, and the element
+    numbers follow from prefix sums. The parse is hnswlib's, so it must cover the section exactly with
+    ``count`` elements.
     """
     block = 4 + 4 * M
     nonzero = np.flatnonzero(tail)
-    values, nonzero = tail[nonzero].tolist(), nonzero.tolist()
-    blocks: list[tuple[int, int, int]] = []
-    words, element, pos, k = len(tail), 0, 0, 0
-    while element < count:
-        k = bisect_left(nonzero, pos, k)
-        run = (nonzero[k] if k < len(nonzero) else words) - pos
-        if run >= count - element:  # the remaining elements have no upper levels
-            pos += count - element
-            break
-        element, pos = element + run, pos + run
-        n_bytes = values[k]
-        level, rest = divmod(n_bytes, block)
-        if rest or not 1 <= level <= maxlevel or pos + 1 + n_bytes // 4 > words:
-            raise _bad(path, f"element {element} has a link list of {n_bytes} bytes")
-        blocks.append((element, pos + 1, level))
-        element, pos = element + 1, pos + 1 + n_bytes // 4
-    if pos != words:
-        raise _bad(path, f"{4 * (words - pos)} bytes after the last link list" if pos < words else
-                   "the link lists end before the last element")
+    sizes = tail[nonzero].astype(np.int64)
+    candidates = np.flatnonzero((sizes % block == 0) & (sizes <= maxlevel * block))  # what a list size can be
+    ends = nonzero[candidates] + 1 + sizes[candidates] // 4
+    following = dict(zip(candidates.tolist(), np.searchsorted(nonzero, ends).tolist(), strict=True))
+    chain, k = [], 0
+    while k < len(nonzero):
+        chain.append(k)
+        k = following.get(k, -1)
+        if k < 0:  # the chain reached a word that cannot be a list size
+            raise _bad(path, f"a link list of {int(sizes[chain[-1]])} bytes at word {int(nonzero[chain[-1]])}")
+    heads, n_bytes = nonzero[chain], sizes[chain]
+    levels_of, rest = np.divmod(n_bytes, block)
+    words = n_bytes // 4
+    if rest.any() or (levels_of < 1).any() or (levels_of > maxlevel).any() or (heads + 1 + words > len(tail)).any():
+        bad = int(np.flatnonzero(rest | (levels_of < 1) | (levels_of > maxlevel) | (heads + 1 + words > len(tail)))[0])
+        raise _bad(path, f"a link list of {int(n_bytes[bad])} bytes at word {int(heads[bad])}")
+    elements = heads - (np.cumsum(words) - words)  # every earlier list's words shift the element numbers
+    if len(tail) - int(words.sum()) != count:
+        raise _bad(path, f"the link lists hold {len(tail) - int(words.sum())} elements, not {count}")
     levels = np.zeros(count, dtype=np.int16)
-    if blocks:
-        levels[[b[0] for b in blocks]] = [b[2] for b in blocks]
-    return levels, blocks
+    levels[elements] = levels_of
+    return levels, list(zip(elements.tolist(), (heads + 1).tolist(), levels_of.tolist(), strict=True))
 
 
 def _check_upper_links(path: str | Path, tail: np.ndarray, blocks: list[tuple[int, int, int]],
@@ -233,12 +237,13 @@ def _check_level0(path: str | Path, count: int, per_el: int, max_m0: int, dim: i
 
 def _check_records(path: str | Path, records: np.ndarray, count: int, max_m0: int, labels: np.ndarray,
                    deleted: np.ndarray) -> None:
+    """One chunk of level-0 records. Every link slot, used or not, must hold an element id: hnswlib zeroes a
+    record when it adds the element and only ever writes ids into it, so a slot beyond the count that holds
+    anything else is not a file hnswlib wrote (cheaper than masking the unused slots, and stricter)."""
     head = records["head"].copy()
-    counts = head & 0xFFFF
-    if (counts > max_m0).any():
+    if int((head & 0xFFFF).max()) > max_m0:
         raise _bad(path, f"a level-0 link list holds more than maxM0={max_m0} links")
-    links = np.ascontiguousarray(records["links"])
-    if ((links >= count) & (np.arange(max_m0) < counts[:, None])).any():
+    if int(records["links"].max()) >= count:
         raise _bad(path, f"a level-0 link points beyond the {count} elements")
     labels[:] = records["label"]
     deleted[:] = (head >> 16) & 1

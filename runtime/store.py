@@ -40,8 +40,8 @@ CREATE INDEX IF NOT EXISTS attrs_txt ON attrs (key, txt);
 CREATE INDEX IF NOT EXISTS attrs_label ON attrs (label);
 """
 _MASTER = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
-_BAD_ROWS = """SELECT COUNT(*) FROM items WHERE typeof(id) != 'text' OR id = '' OR label < 0 OR (metadata IS NOT NULL
-               AND (typeof(metadata) != 'text' OR NOT json_valid(metadata) OR json_type(metadata) != 'object'))"""
+_BAD_METADATA = """SELECT COUNT(*) FROM items WHERE metadata IS NOT NULL
+                   AND (typeof(metadata) != 'text' OR NOT json_valid(metadata) OR json_type(metadata) != 'object')"""
 _RANGE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 OPERATORS = ("eq", "ne", "in", *_RANGE)
 #: deepest metadata nesting accepted (objects and lists)
@@ -165,9 +165,11 @@ class MetadataStore:
                 source.close()
             if store._conn.execute(_MASTER).fetchall() != expected:
                 raise BundleError(f"{path}: unexpected tables, indexes or triggers (not written by edgeret)")
-            if store._conn.execute(_BAD_ROWS).fetchone()[0]:
-                raise BundleError(f"{path}: rows with a non-text id, a negative label or non-object metadata")
+            if (store._conn.execute("SELECT MIN(label) FROM items").fetchone()[0] or 0) < 0:
+                raise BundleError(f"{path}: a negative label")
             store._any_metadata = store._count_metadata()
+            if store._any_metadata and store._conn.execute(_BAD_METADATA).fetchone()[0]:
+                raise BundleError(f"{path}: metadata that is not a JSON object")
         except sqlite3.Error as exc:
             raise BundleError(f"{path}: unreadable metadata database ({exc})") from exc
         return store
@@ -182,12 +184,15 @@ class MetadataStore:
                 target.close()
 
     def labels(self) -> dict[str, int]:
-        """All ``id -> label``."""
+        """All ``id -> label`` (a BundleError if a tampered file holds an id that is not a non-empty string)."""
         with self._lock:
             try:
-                return dict(self._conn.execute("SELECT id, label FROM items"))
+                out = dict(self._conn.execute("SELECT id, label FROM items"))
             except sqlite3.Error as exc:  # e.g. text that is not UTF-8 in a tampered file
                 raise BundleError(f"metadata database: unreadable ids ({exc})") from exc
+        if "" in out or set(map(type, out)) - {str}:
+            raise BundleError("metadata database: an id that is not a non-empty string")
+        return out
 
     def write(
         self, upserts: list[tuple[int, str, str | None]], deletes: list[int], then: Callable[[], None] | None = None

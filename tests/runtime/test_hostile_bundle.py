@@ -238,14 +238,20 @@ def test_malformed_index_json_is_a_bundle_error(bundle, edit, message):
         Retriever.open(bundle, threads=1, verify=False)
 
 
-def test_a_tampered_metadata_database_is_refused(bundle):
+@pytest.mark.parametrize("sql, message", [
+    ("CREATE TRIGGER slow AFTER INSERT ON items BEGIN SELECT 1; END", "unexpected tables, indexes or triggers"),
+    ("UPDATE items SET id = x'00ff' WHERE label = 3", "an id that is not a non-empty string"),
+    ("UPDATE items SET label = -5 WHERE label = 3", "negative label"),
+    ("UPDATE items SET metadata = '[1, 2]' WHERE label = 3", "not a JSON object"),
+], ids=["trigger", "blob-id", "negative-label", "list-metadata"])
+def test_a_tampered_metadata_database_is_refused(bundle, sql, message):
     _, generation = _saved(bundle)
     conn = sqlite3.connect(generation / "meta.sqlite")
-    conn.execute("CREATE TRIGGER slow AFTER INSERT ON items BEGIN SELECT 1; END")
+    conn.execute(sql)
     conn.commit()
     conn.close()
     rewrite_index_checksums(generation)
-    with pytest.raises(BundleError, match="unexpected tables, indexes or triggers"):
+    with pytest.raises(BundleError, match=message):
         Retriever.open(bundle, threads=1)
 
 
