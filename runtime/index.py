@@ -342,7 +342,7 @@ class VectorIndex:
             IndexBusyError: another process kept the writers' lock for too long.
             BundleError: the index on disk changed to another dim or space.
         """
-        with self._save_lock, writer_lock(index_dir):
+        with writer_lock(index_dir), self._save_lock:  # this order everywhere: the file lock first
             if current_generation(index_dir) != self._base:
                 self._merge_from_disk(Path(index_dir))
 

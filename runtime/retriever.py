@@ -230,7 +230,7 @@ class Retriever:
             BundleError: the index on disk changed dim/space meanwhile, or the folder is not writable.
         """
         index_dir = self.manifest.index_dir
-        with self._save_lock, writer_lock(index_dir):
+        with writer_lock(index_dir), self._save_lock:  # the file lock first, as in VectorIndex.save
             manifest_index = self.manifest.index
             if (manifest_index["dim"], manifest_index["space"]) != (self.index.dim, self.index.space):
                 # first index at another Matryoshka dim: record it before the generation appears
