@@ -41,9 +41,11 @@ class OnnxEncoder:
                                       inputs={"pixel_values": "pixel_values"}, output="embeddings", dim=dim)
 
     def embed_texts(self, texts: Sequence[str], progress: bool = False, **_: Any) -> np.ndarray:
+        """L2-normalised text embeddings through the runtime's text encoder."""
         return self.text.encode(texts, progress=progress)
 
     def embed_images(self, images: Sequence[Any], progress: bool = False, **_: Any) -> np.ndarray:
+        """L2-normalised image embeddings through the runtime's image encoder."""
         return self.image.encode(images, progress=progress)
 
 

@@ -51,6 +51,7 @@ class SplitReport:
     remap_node: str  # the int32 remap Gather (a quantiser must leave it alone)
 
     def to_dict(self) -> dict[str, int | str]:
+        """The report as a JSON-ready dict."""
         return dict(self.__dict__)
 
 

@@ -48,6 +48,7 @@ class TextEncoder(nn.Module):
         self.tower = model.text
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings of a token batch."""
         return nn.functional.normalize(self.tower(input_ids, attention_mask), dim=-1)
 
 
@@ -61,6 +62,7 @@ class ImageEncoder(nn.Module):
             self.tower.trunk.fuse_batchnorm()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings of preprocessed NCHW pixels."""
         return nn.functional.normalize(self.tower(pixel_values), dim=-1)
 
 
@@ -119,9 +121,11 @@ class Parity:
     rows: int
 
     def ok(self, max_abs_diff: float = MAX_ABS_DIFF, min_cosine: float = MIN_COSINE) -> bool:
+        """Whether both measures are within tolerance."""
         return self.max_abs_diff <= max_abs_diff and self.min_cosine >= min_cosine
 
     def to_dict(self) -> dict[str, float]:
+        """The measures as a JSON-ready dict."""
         return {"max_abs_diff": self.max_abs_diff, "min_cosine": self.min_cosine, "mean_cosine": self.mean_cosine,
                 "rows": self.rows}
 

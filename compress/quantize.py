@@ -64,12 +64,14 @@ class ImageCalibration:
         self._pos = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next calibration batch (None when done), as onnxruntime's calibrator asks."""
         if self._pos >= len(self._batches):
             return None
         self._pos += 1
         return {self._input: self._batches[self._pos - 1]}
 
     def rewind(self) -> None:
+        """Start over from the first batch."""
         self._pos = 0
 
 

@@ -1,4 +1,4 @@
-"""Evaluation sets by name (``openmoji-test-t2i``, ``wordnet-val-t2t``, ...): one loader for distill, compress and bench.
+"""Evaluation sets by name (``openmoji-test-t2i``, ``wordnet-val-t2t``, ...): one loader for distill, compress, bench.
 
 A name is ``<corpus>-<split>[<sample>]-<task>``; the corpus comes from :mod:`edgeret.data.corpora`.
 """

@@ -38,6 +38,7 @@ class EvalSet:
 
     @property
     def query_instruction(self) -> str | None:
+        """The teacher's task instruction for this set's queries (None: none)."""
         return QUERY_INSTRUCTIONS[self.task]
 
 

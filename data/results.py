@@ -28,6 +28,7 @@ def cpu_name() -> str:
 
 
 def machine_info(threads_used: list[int] | None = None) -> dict[str, Any]:
+    """CPU, cores, architecture, Python and the thread counts a result was measured at."""
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -44,10 +45,12 @@ def invocation(prog: str, argv: list[str] | None) -> str:
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601, to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` (folders created, replaced atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

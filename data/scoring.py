@@ -21,8 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 class Encoder(Protocol):
-    def embed_texts(self, texts: Sequence[str], *args: Any, **kwargs: Any) -> np.ndarray: ...
-    def embed_images(self, images: Sequence[Any], *args: Any, **kwargs: Any) -> np.ndarray: ...
+    """Anything that embeds texts and images into L2-normalised float32 rows."""
+    def embed_texts(self, texts: Sequence[str], *args: Any, **kwargs: Any) -> np.ndarray:
+        """L2-normalised text embeddings."""
+        ...
+    def embed_images(self, images: Sequence[Any], *args: Any, **kwargs: Any) -> np.ndarray:
+        """L2-normalised image embeddings."""
+        ...
 
 
 def embed_items(

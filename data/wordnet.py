@@ -42,6 +42,7 @@ class Synset:
 
     @property
     def split(self) -> str:
+        """train, val or test, by a seeded hash of the synset's key."""
         return split_of(self.key, SPLIT_FRACTIONS, SUBSET_SEED)
 
 
@@ -107,11 +108,13 @@ def synsets(split: str = "all") -> list[Synset]:
 
 
 def gloss_item(s: Synset, instruction: str | None = None) -> CorpusItem:
+    """A synset's definition as a query-side text item ``gloss:<key>``."""
     return CorpusItem(id=f"gloss:{s.key}", kind="text", text=s.gloss, instruction=instruction, split=s.split,
                       group=s.key, role="query")
 
 
 def lemma_item(s: Synset) -> CorpusItem:
+    """A synset's lemma string as a document-side text item ``lemma:<key>``."""
     return CorpusItem(id=f"lemma:{s.key}", kind="text", text=s.lemmas, split=s.split, group=s.key)
 
 

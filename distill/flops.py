@@ -22,6 +22,7 @@ QUERY_TOKENS = 16
 
 
 def count_params(module: nn.Module) -> int:
+    """Parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
 
 

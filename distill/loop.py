@@ -174,6 +174,7 @@ def save_state(path: Path, model: DualEncoder, optimizer, scheduler, state: Trai
 
 
 def load_state(path: Path, model: DualEncoder, optimizer, scheduler) -> TrainState:
+    """Restore model, optimiser and scheduler from ``path``; returns where the run was."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])

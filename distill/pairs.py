@@ -74,6 +74,7 @@ class TrainData:
 
     @property
     def n_images(self) -> int:
+        """Training images."""
         return len(self.images)
 
     def iter_texts(self) -> Iterator[str]:

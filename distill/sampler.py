@@ -87,14 +87,17 @@ class BatchSampler:
 
     @property
     def n_images(self) -> int:
+        """Training images (0 without an image tower)."""
         return self.data.n_images if self.pixels is not None else 0
 
     @property
     def n_pairs(self) -> int:
+        """Query-document pairs (0 without a text tower)."""
         return len(self.data.query_texts) if self.tokens is not None else 0
 
     @property
     def n_unpaired(self) -> int:
+        """Unpaired texts (0 without a text tower)."""
         return len(self.data.unpaired_texts) if self.tokens is not None else 0
 
     def steps_per_epoch(self) -> int:

@@ -92,10 +92,12 @@ class StudentConfig:
         self.matryoshka_dims = dims
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
+        """A config from ``config.json``'s content; refuses another format or version."""
         if data.get("format", FORMAT) != FORMAT:
             raise ValueError(f"not a student config: format {data.get('format')!r}")
         if int(data.get("format_version", FORMAT_VERSION)) != FORMAT_VERSION:
@@ -103,10 +105,12 @@ class StudentConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
+        """Write ``config.json``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> StudentConfig:
+        """Read ``config.json``."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 

@@ -58,6 +58,7 @@ class SamePadConv2d(nn.Conv2d):
         self.pads = (total // 2, total - total // 2, total // 2, total - total // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """TF-style 'same' padding, then the convolution."""
         return super().forward(F.pad(x, self.pads) if any(self.pads) else x)
 
 
@@ -90,6 +91,7 @@ class MBConvBlock(nn.Module):
         self.use_skip = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Expand, depthwise, project (with the residual when shapes allow)."""
         h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
         h = self._bn2(self._project_conv(h))
@@ -125,6 +127,7 @@ class EfficientNetLite(nn.Module):
         return F.relu6(self._bn1(self._conv_head(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits (classifier head) of NCHW pixels."""
         return self.forward_features(x).mean(dim=(2, 3))
 
     @torch.no_grad()

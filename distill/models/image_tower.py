@@ -74,6 +74,7 @@ class ImageTower(nn.Module):
         return self.proj(self.pooled(x))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw (unnormalised) embeddings of preprocessed NCHW pixels."""
         return self.suffix(self.prefix(pixels))
 
     def frozen_modules(self) -> list[nn.Module]:
@@ -89,6 +90,7 @@ class ImageTower(nn.Module):
                 p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ImageTower:
+        """Train mode for the trainable blocks; the frozen prefix stays in eval mode."""
         super().train(mode)
         for module in self.frozen_modules() if self.frozen_blocks else []:
             module.eval()

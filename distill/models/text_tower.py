@@ -66,6 +66,7 @@ class TextTower(nn.Module):
         return masked_mean(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Raw (unnormalised) embeddings: mean-pooled token states through the projection."""
         return self.proj(self.pooled(input_ids, attention_mask))
 
 

@@ -49,14 +49,17 @@ class PruneConfig:
 
     @property
     def text(self) -> float:
+        """Share of attention heads and FFN neurons removed."""
         return self.ratio if self.text_ratio is None else self.text_ratio
 
     @property
     def image(self) -> float:
+        """Share of MBConv expansion channels removed."""
         return self.ratio if self.image_ratio is None else self.image_ratio
 
     @property
     def head_channels(self) -> float:
+        """Share of image head channels removed."""
         return self.image if self.head_channel_ratio is None else self.head_channel_ratio
 
 

@@ -35,11 +35,13 @@ class Structure:
     image_hidden: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The sizes as a JSON-ready dict."""
         return {"text_heads": self.text_heads, "text_intermediate": self.text_intermediate,
                 "image_hidden": self.image_hidden}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Structure:
+        """Sizes from :meth:`to_dict`'s output."""
         return cls(**{k: [int(v) for v in data.get(k, [])] for k in ("text_heads", "text_intermediate",
                                                                        "image_hidden")})
 
@@ -96,6 +98,7 @@ def slice_conv(conv: nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Tens
 
 
 def slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.Module:
+    """A copy of a batch norm keeping channels ``idx`` (an Identity stays as it is)."""
     if isinstance(bn, nn.Identity):
         return bn
     new = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum)

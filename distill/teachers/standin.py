@@ -42,6 +42,7 @@ def edgeret_cache_dir() -> Path:
 
 
 def default_head_path() -> Path:
+    """Where the fitted image head is kept by default (under :func:`edgeret_cache_dir`)."""
     return edgeret_cache_dir() / "standin" / f"image_head_{HEAD_VERSION}.safetensors"
 
 
@@ -113,6 +114,7 @@ class StandinTeacher(Teacher):
         self.head_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
+        """Everything that determines the stand-in's embeddings, its head included."""
         info = super().describe()
         info.update(
             revision=f"head-{HEAD_VERSION}-{getattr(self, 'head_sha256', 'unfitted')[:16]}",
