@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from edgeret.data.metrics import row_cosines
 from edgeret.runtime.sessions import create_session
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def compare(reference: np.ndarray, other: np.ndarray) -> Parity:
     if reference.shape != other.shape:
         raise ParityError(f"shape mismatch: torch {reference.shape} vs onnx {other.shape}")
     ref, oth = reference.astype(np.float64), other.astype(np.float64)
-    cos = (ref * oth).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(oth, axis=1), 1e-12)
+    cos = row_cosines(ref, oth)
     return Parity(float(np.abs(ref - oth).max(initial=0.0)), float(cos.min(initial=1.0)), float(cos.mean()), len(ref))
 
 

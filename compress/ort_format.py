@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgeret.data.metrics import row_cosines
 from edgeret.runtime.bundle import OPERATOR_CONFIG
 from edgeret.runtime.sessions import create_session
 
@@ -65,7 +66,7 @@ def ort_parity(onnx_path: str | Path, ort_path: str | Path, feeds: dict) -> dict
     """Outputs of the ``.ort`` against the ``.onnx`` on the same inputs: max abs diff and min cosine."""
     outs = [create_session(path, threads=1).run(None, feeds)[0] for path in (onnx_path, ort_path)]
     a, b = (np.asarray(o, dtype=np.float64) for o in outs)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    cosine = row_cosines(a, b)
     return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cosine.min()), "rows": len(a)}
 
 

@@ -57,3 +57,9 @@ def topk_overlap(ranked_a: np.ndarray, ranked_b: np.ndarray, k: int = 10) -> flo
         raise ValueError("both rankings need the same number of queries")
     shared = [len(set(a[:k]) & set(b[:k])) / k for a, b in zip(ranked_a, ranked_b, strict=True)]
     return float(np.mean(shared)) if shared else 0.0
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (float64; zero rows give 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeret.data.evalset import EvalSet, sample_keys
 from edgeret.data.items import CorpusItem
+from edgeret.data.metrics import row_cosines
 from edgeret.data.scoring import embed_items, score_evalset
 from edgeret.runtime.vectors import truncate
 
@@ -125,5 +126,5 @@ def teacher_agreement(student, caches: Sequence[TeacherCache], split: str, sampl
         if items:
             emb = embed_items(student, items)
             teacher = np.asarray(cache.embeddings[[r[0] for r in rows if r[1] in keep]], dtype=np.float32)
-            cosines.append((emb * teacher).sum(1) / np.maximum(np.linalg.norm(teacher, axis=1), 1e-12))
+            cosines.append(row_cosines(emb, teacher))
     return float(np.concatenate(cosines).mean()) if cosines else 0.0

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from edgeret.runtime.vectors import l2_normalise
+
 logger = logging.getLogger(__name__)
 
 ImageInput = Image.Image | str | Path | np.ndarray
@@ -166,13 +168,6 @@ def iter_batches(items: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:
         yield list(items[start : start + batch_size])
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation in float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, eps)
-
-
 def to_rgb(image: ImageInput) -> Image.Image:
     """Convert a path, array or PIL image of any mode to an RGB PIL image (alpha over white)."""
     if isinstance(image, (str, Path)):
@@ -200,7 +195,7 @@ def _progress(batches: Iterator[list[Any]], n_items: int, batch_size: int, enabl
 def _finish(chunks: list[np.ndarray], dim: int) -> np.ndarray:
     if not chunks:
         return np.zeros((0, dim), dtype=np.float32)
-    out = l2_normalize(np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks], axis=0))
+    out = l2_normalise(np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks], axis=0))
     if out.shape[1] != dim:
         raise RuntimeError(f"teacher returned dim {out.shape[1]}, expected {dim}")
     if not np.isfinite(out).all():

@@ -21,8 +21,7 @@ from safetensors.torch import save_file
 from edgeret.data.augment import augmented_render
 from edgeret.data.openmoji import Emoji, emojis
 from edgeret.data.render import render_emoji
-
-from .base import l2_normalize
+from edgeret.runtime.vectors import l2_normalise
 
 
 class HeadFitTeacher(Protocol):
@@ -53,12 +52,12 @@ def _caption_targets(teacher: HeadFitTeacher, items: list[Emoji]) -> tuple[np.nd
     caps = teacher.embed_texts(texts, batch_size=128)
     means = np.zeros((len(items), caps.shape[1]), np.float32)
     np.add.at(means, owners, caps)
-    return caps, l2_normalize(means), owners
+    return caps, l2_normalise(means), owners
 
 
 def _val_recall10(head: tuple[np.ndarray, np.ndarray], feats: np.ndarray, caps: np.ndarray, owners: list[int]) -> dict:
     """Validation Recall@10 for text->image and image->text with a candidate head."""
-    img = l2_normalize(feats @ head[0].T + head[1])
+    img = l2_normalise(feats @ head[0].T + head[1])
     sims = caps @ img.T  # captions x images
     owners_arr = np.asarray(owners)
     top_t2i = np.argsort(-sims, axis=1)[:, :10]

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeret.distill.teachers.base import Teacher, iter_batches, l2_normalize, to_rgb
+from edgeret.distill.teachers.base import Teacher, iter_batches, to_rgb
+from edgeret.runtime.vectors import l2_normalise as l2_normalize
 
 
 class LengthTeacher(Teacher):
