@@ -1,12 +1,15 @@
 """The study behind ``edgeret bench``: teacher and student variants side by side — accuracy lost versus latency gained.
 
 Accuracy (Recall@1/5/10, MRR@10, nDCG@10, teacher_overlap@10) on the held-out test splits for
-text->image, image->text (OpenMoji) and text->text (WordNet); cost per variant: single-query latency
-p50/p95 at 1 thread and at all cores, model bytes, and, from a fresh process per variant, cold start,
-batch throughput, peak RSS and index build time. Variants: the stand-in teacher in torch (its test
-embeddings from its cache when given) and exported to ONNX, every bundle (through the torch-free
-runtime, as an app runs it) and its Matryoshka dims, a sentence-transformers peer, and GME-2B's
-architecture with random weights (latency and memory only).
+text->image, image->text (OpenMoji) and text->text (WordNet), and on the style-shift set of the same test
+emoji (styles training never used: text->image, image->text, and image->image from a styled render to the
+clean one; :mod:`edgeret.data.style_shift`); cost per variant: single-query latency p50/p95 at 1 thread and
+at all cores, model bytes, and, from a fresh process per variant, cold start, batch throughput, peak RSS and
+index build time. Variants: the stand-in teacher in torch (its test embeddings from its cache when given),
+exported to ONNX and that export quantised to INT8 (``teacher-onnx-int8``, the peer a user would pick on a
+CPU), every bundle (through the torch-free runtime, as an app runs it) and its Matryoshka dims, a
+sentence-transformers peer, and GME-2B's architecture with random weights (latency and memory only). Student
+rows also carry ``fp32_overlap@10``: their top-10 overlap with ``student-fp32``'s.
 
 :func:`run_bench` takes a :class:`BenchConfig` and writes ``summary.json`` (DESIGN.md's results contract),
 ``summary.md`` and ``pareto.png``; ``edgeret bench`` (:mod:`edgeret.cli.bench`) is its command line.
@@ -24,6 +27,7 @@ from typing import Any
 
 from edgeret.data.catalog import load_eval
 from edgeret.data.evalset import EvalSet
+from edgeret.data.metrics import topk_overlap
 from edgeret.data.results import machine_info, now_iso, package_versions, write_json
 from edgeret.data.samples import real_images, real_texts
 from edgeret.data.timing import Stopwatch
@@ -43,14 +47,18 @@ from .rows import (
     truncated,
     with_cost,
 )
-from .tables import latency_ratios, summary_markdown
-from .tasks import TASK_SETS
-from .teacher_onnx import build_teacher_bundle
+from .tables import latency_ratios, speedups, summary_markdown
+from .tasks import CLEAN_TASKS, NEEDS, TASK_SETS
+from .teacher_onnx import build_teacher_bundle, build_teacher_int8_bundle
 
 logger = logging.getLogger(__name__)
 
 #: row order of the summary (bundles and their Matryoshka rows follow)
-ORDER = ("teacher-torch", "teacher-onnx", "gme2b-arch", "peer-st-minilm")
+ORDER = ("teacher-torch", "teacher-onnx", "teacher-onnx-int8", "gme2b-arch", "peer-st-minilm")
+#: the bundle other students' ``fp32_overlap@10`` is measured against
+FP32_REFERENCE = "student-fp32"
+#: the peer a student's speed-up is measured against (``speedup_vs_peer`` in summary.json)
+PEER = "teacher-onnx-int8"
 NOTES = [
     "query_ms_*: one query at a time (text: WordNet val glosses, 40 x 3; image: rendered val emoji, 15 x 3) after a "
     "warm-up, in the bench process; `1t` = 1 intra-op thread, `all` = all cores. Bundles run through the runtime "
@@ -69,6 +77,16 @@ NOTES = [
     "gme2b-arch: Qwen2-VL-2B (GME-2B) architecture with random weights in a separate process "
     "(`python -m edgeret.bench.gme_arch`); see its note column for dtype, token counts and repeats; accuracy is null.",
     "peer-st-minilm: sentence-transformers on torch with all-MiniLM-L6-v2, text->text only.",
+    "teacher-onnx-int8: teacher-onnx quantised with the student's tools (edgeret.compress.quantize): text tower "
+    "dynamic INT8 (uint8 per-channel MatMul weights and embedding table, run from its .ort twin as the student's), "
+    "image tower static QDQ INT8 calibrated on the student's 64 train renders, stem and blocks 0-3 float as in the "
+    "student; run through the runtime like the students.",
+    "t2i-style / i2t-style / i2i: the test emoji, each in one of six styles training never used (grayscale, outline "
+    "only, recoloured, low resolution, JPEG artefacts, busy background; edgeret.data.style_shift); i2i = a styled "
+    "render finds its emoji's clean render among the test split's clean renders. `by_style` in summary.json splits "
+    "their Recall@10 per style.",
+    "fp32_overlap@10: a student variant's top-10 overlap with student-fp32's on the same queries (INT8/INT4/pruned "
+    "agreement with fp32).",
 ]
 
 
@@ -80,6 +98,8 @@ class BenchConfig:
     teacher_cache: tuple[Path, ...] = ()  #: teacher caches whose test embeddings the teacher row reuses
     bundles: tuple[tuple[str, str], ...] = ()  #: (row name, bundle folder), measured in this order
     teacher_onnx: Path | None = None  #: add teacher-onnx: its bundle is exported here once and reused
+    #: with teacher_onnx: add teacher-onnx-int8, quantised once into ``<teacher_onnx>-int8`` and reused
+    teacher_int8: bool = True
     peer: bool = False  #: add peer-st-minilm (text->text)
     gme_arch: bool = False  #: add gme2b-arch (a few minutes, ~10 GB)
     gme_dtype: str = "float32"
@@ -99,7 +119,8 @@ class Context:
     texts: list[str]
     images: list
     inputs: FootprintInputs
-    reference: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)  #: the teacher's top-10 per task
+    fp32: dict[str, Any] = field(default_factory=dict)  #: student-fp32's top-10 per task
 
     def footprint(self, kind: str, path: str | None) -> dict | None:
         """The fresh-process footprint of a variant, unless the config turns it off."""
@@ -143,11 +164,29 @@ def shipped_bytes(retriever: Retriever) -> int:
     return sum(entry["bytes"] for name, entry in manifest.data["files"].items() if name not in skip)
 
 
+def _tasks_for(retriever: Retriever, evalsets: dict[str, EvalSet]) -> dict[str, EvalSet]:
+    """The tasks a bundle's towers can run."""
+    towers = {t for t, e in (("text", retriever.text_encoder), ("image", has_images(retriever))) if e}
+    return {task: e for task, e in evalsets.items() if set(NEEDS.get(task, ("text", "image"))) <= towers}
+
+
+def _fp32_overlap(rows: list[dict], ranked: dict[str, Any], ctx: Context) -> None:
+    """Add ``fp32_overlap@10`` (top-10 overlap with student-fp32's) to a student's rows."""
+    for row in rows:
+        if row["task"] in ctx.fp32 and row["task"] in ranked:
+            row["fp32_overlap@10"] = topk_overlap(ranked[row["task"]], ctx.fp32[row["task"]], k=10)
+
+
 def measure_bundle(name: str, path: str, ctx: Context, note: str | None = None) -> list[dict]:
     """Rows of one bundle through the runtime, plus its Matryoshka rows."""
     retriever = open_encoder("bundle", path, threads=None)
-    embeddings = embed_tasks(retriever, ctx.evalsets)
-    rows, _ = accuracy_rows(name, embeddings, ctx.evalsets, ctx.reference)
+    evalsets = _tasks_for(retriever, ctx.evalsets)
+    embeddings = embed_tasks(retriever, evalsets)
+    rows, ranked = accuracy_rows(name, embeddings, evalsets, ctx.reference)
+    if name == FP32_REFERENCE:
+        ctx.fp32 = ranked
+    elif name.startswith("student"):
+        _fp32_overlap(rows, ranked, ctx)
     images = ctx.images if has_images(retriever) else None
     cost = cost_of(lambda n: open_encoder("bundle", path, n), ctx.texts, images)
     foot = ctx.footprint("bundle", path)
@@ -156,7 +195,7 @@ def measure_bundle(name: str, path: str, ctx: Context, note: str | None = None) 
     full = retriever.manifest.dim
     dims = [d for d in retriever.manifest.matryoshka_dims if d < full] if ctx.config.matryoshka else []
     for dim in dims:
-        sub, _ = accuracy_rows(f"{name}@{dim}", truncated(embeddings, dim), ctx.evalsets, ctx.reference)
+        sub, _ = accuracy_rows(f"{name}@{dim}", truncated(embeddings, dim), evalsets, ctx.reference)
         out += _finish(sub, cost, {**extra, "cost_of": name}, foot)
     return out
 
@@ -183,16 +222,33 @@ def measure_teacher_onnx(teacher: Any, ctx: Context) -> list[dict]:
     return measure_bundle("teacher-onnx", str(out), ctx, note=note)
 
 
+def int8_path(teacher_onnx: Path) -> Path:
+    """Where teacher-onnx-int8's bundle is kept: beside teacher-onnx's."""
+    return teacher_onnx.with_name(teacher_onnx.name + "-int8")
+
+
+def measure_teacher_onnx_int8(ctx: Context) -> list[dict]:
+    """teacher-onnx-int8: quantise (or reuse) the teacher's ONNX bundle with the student's INT8 tools, measure it."""
+    out = int8_path(ctx.config.teacher_onnx)
+    build_teacher_int8_bundle(ctx.config.teacher_onnx, out)
+    note = ("teacher-onnx quantised as the student: text dynamic INT8 (.ort twin), image static QDQ INT8 on the "
+            "student's calibration renders, stem and blocks 0-3 float")
+    return measure_bundle("teacher-onnx-int8", str(out), ctx, note=note)
+
+
 def _measure_variants(config: BenchConfig, evalsets: dict[str, EvalSet]) -> list[dict]:
     """Every in-process variant (teacher, teacher-onnx, peer, bundles) on one set of inputs."""
     texts, images = latency_queries()
     with tempfile.TemporaryDirectory(prefix="edgeret-bench-") as tmp:
-        ctx = Context(config, evalsets, texts, images, FootprintInputs(Path(tmp), evalsets))
+        clean = {task: evalsets[task] for task in CLEAN_TASKS if task in evalsets}  # index builds: clean corpora
+        ctx = Context(config, evalsets, texts, images, FootprintInputs(Path(tmp), clean))
         teacher = open_encoder("teacher-torch", str(config.head_path))
         rows = _timed("teacher-torch", lambda t=teacher: measure_teacher(t, ctx))
         if config.teacher_onnx:
             rows += _timed("teacher-onnx", lambda t=teacher: measure_teacher_onnx(t, ctx))
         del teacher
+        if config.teacher_onnx and config.teacher_int8:
+            rows += _timed("teacher-onnx-int8", lambda: measure_teacher_onnx_int8(ctx))
         if config.peer:
             rows += _timed("peer-st-minilm", lambda: measure_peer(ctx))
         for name, path in config.bundles:
@@ -229,7 +285,8 @@ def write_results(rows: list[dict], command: str, out: Path) -> dict:
         "command": command, "created": now_iso(), "machine": machine_info(threads),
         "versions": package_versions(("edgeret", "numpy", "onnxruntime", "torch", "transformers",
                                       "sentence-transformers", "hnswlib")),
-        "rows": rows, "latency_ratios": latency_ratios(rows), "notes": NOTES,
+        "rows": rows, "latency_ratios": latency_ratios(rows), "speedup_vs_peer": {"peer": PEER, **speedups(rows, PEER)},
+        "notes": NOTES,
     }
     write_json(out / "summary.json", summary)
     markdown = summary_markdown(summary)

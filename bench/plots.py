@@ -42,8 +42,9 @@ def _log_axis(ax: Any, minor_labels: bool = False) -> None:
 
 def _colour(variant: str) -> str:
     base = variant.split("@")[0]
-    return {"teacher-torch": "tab:red", "teacher-onnx": "tab:orange", "peer-st-minilm": "tab:purple",
-            "student-fp32": "tab:blue", "student-pruned": "tab:cyan", "student-int8": "tab:green",
+    return {"teacher-torch": "tab:red", "teacher-onnx": "tab:orange", "teacher-onnx-int8": "tab:brown",
+            "peer-st-minilm": "tab:purple", "student-fp32": "tab:blue", "student-pruned": "tab:cyan",
+            "student-pruned-int8": "tab:pink", "student-int8": "tab:green",
             "student-int4": "tab:olive"}.get(base, "tab:gray")
 
 
@@ -72,24 +73,31 @@ def _panel(ax: Any, rows: list[dict], task: str) -> None:
 def pareto_plot(rows: list[dict], path: Path) -> None:
     """Recall@10 per task against 1-thread latency of that task's query; latency-only rows as dashed lines.
 
-    Matryoshka rows (``variant@dim``) are small dots next to their bundle, labelled ``@dim``.
+    One panel per task, three to a row (the clean test splits, then the style-shift tasks). Matryoshka rows
+    (``variant@dim``) are small dots next to their bundle, labelled ``@dim``.
     """
     plt = pyplot()
     if plt is None:
         return
     tasks = [t for t in TASK_TITLES if any(r["task"] == t for r in rows)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    ncols = min(3, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.3 * nrows + 0.6), squeeze=False)
+    flat = [ax for line in axes for ax in line]
+    for ax, task in zip(flat, tasks, strict=False):
         _panel(ax, rows, task)
-    axes[0][0].set_ylabel("Recall@10 (held-out test)")
+    for ax in flat[len(tasks):]:
+        ax.set_visible(False)
+    for line in axes:
+        line[0].set_ylabel("Recall@10 (held-out test)")
     fig.suptitle("edgeret: accuracy vs latency (one run, same CPU); small dots: Matryoshka dims of a bundle")
     handles: dict[str, Any] = {}
-    for ax in axes[0]:
+    for ax in flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8,
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6), fontsize=8,
                frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.09 if len(handles) > 6 else 0.06, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 

@@ -12,6 +12,7 @@ import numpy as np
 from edgeret.data.catalog import QUERY_INSTRUCTIONS
 from edgeret.data.evalset import EvalSet
 from edgeret.data.scoring import embed_items, score_evalset
+from edgeret.data.style_shift import by_style
 from edgeret.distill.cache import load_cache
 from edgeret.runtime.vectors import truncate
 
@@ -60,22 +61,38 @@ def truncated(embeddings: Embeddings, dim: int) -> Embeddings:
 
 def accuracy_rows(variant: str, embeddings: Embeddings, evalsets: dict[str, EvalSet],
                   reference: dict[str, np.ndarray] | None) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """One row per task with the metrics (``reference`` None: this is the teacher, overlap 1)."""
+    """One row per task with the metrics (``reference`` None: this is the teacher, overlap 1); a style-shift
+    task's row also has ``by_style`` (Recall@10 per style)."""
     rows, ranked_by_task = [], {}
     for task, (queries, corpus) in embeddings.items():
         evalset = evalsets[task]
-        metrics, ranked = score_evalset(queries, corpus, evalset, reference[task] if reference else None)
+        metrics, ranked = score_evalset(queries, corpus, evalset, reference.get(task) if reference else None)
         if reference is None:
             metrics["teacher_overlap@10"] = 1.0
         ranked_by_task[task] = ranked
-        rows.append({"variant": variant, "task": task, "dataset": dataset_of(evalset), "dim": int(queries.shape[1]),
-                     **metrics})
+        row = {"variant": variant, "task": task, "dataset": dataset_of(evalset), "dim": int(queries.shape[1]),
+               **metrics}
+        styles = style_recall(ranked, evalset)
+        if styles:
+            row["by_style"] = styles
+        rows.append(row)
     return rows, ranked_by_task
 
 
+def style_recall(ranked: np.ndarray, evalset: EvalSet, k: int = 10) -> dict[str, float]:
+    """Recall@k of ``evalset``'s queries per style (empty for a set without styled images)."""
+    corpus_ids = [c.id for c in evalset.corpus]
+    hit = np.array([any(corpus_ids[j] in evalset.relevant[q.id] for j in row[:k])
+                    for row, q in zip(ranked, evalset.queries, strict=True)], dtype=bool)
+    return {style: float(hit[rows].mean()) for style, rows in by_style(evalset).items()}
+
+
 def dataset_of(evalset: EvalSet) -> str:
-    """``openmoji-test`` / ``wordnet-test`` (the eval set's name without its task suffix)."""
-    return evalset.name.replace("-t2i", "").replace("-i2t", "").replace("-t2t", "")
+    """``openmoji-test`` / ``wordnet-test`` / ``openmoji-style-test`` (the eval set's name without a task suffix)."""
+    name = evalset.name
+    for task in ("-t2i", "-i2t", "-t2t", "-i2i"):
+        name = name.replace(task, "")
+    return name
 
 
 def with_cost(row: dict, cost: dict[str, Any]) -> dict:

@@ -8,6 +8,11 @@
 The bundle is measured through the torch-free runtime exactly like the students. It is written once
 (``export_info.json`` records the head's sha256 and the parity) and reused while the head is unchanged.
 Parity is end to end: torch teacher (HF tokenizer, torch preprocessing) vs the runtime on the bundle.
+
+:func:`build_teacher_int8_bundle` quantises that bundle into ``teacher-onnx-int8``, the peer a user would pick
+on a CPU (as FastEmbed serves MiniLM quantised): the text tower dynamic INT8 and the image tower static INT8
+with the same tools, settings and calibration images as the student's INT8 bundle (:mod:`edgeret.compress.quantize`),
+the text tower's ``.ort`` twin as the student's.
 """
 
 from __future__ import annotations
@@ -26,8 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeret.compress import quantize as q
+from edgeret.compress.bundle import preserve_root_logging
+from edgeret.compress.calibration import Calibration
+from edgeret.compress.ort_format import convert_to_ort
+from edgeret.compress.towers import IMAGE_INT8_EXCLUDE
 from edgeret.distill.teachers.standin import mean_pool, minilm_path
-from edgeret.runtime.bundle import write_manifest
+from edgeret.runtime.bundle import load_manifest, write_manifest
+from edgeret.runtime.preprocess import ImagePreprocessor
 from edgeret.runtime.retriever import Retriever
 
 logger = logging.getLogger(__name__)
@@ -154,6 +165,56 @@ def build_teacher_bundle(teacher: Any, out: str | Path, texts: Sequence[str], im
                    text_encoder={"file": "text_encoder.onnx", "max_length": teacher.text_max_length},
                    image_encoder={"file": "image_encoder.onnx"}, producer={"export": "edgeret.bench.teacher_onnx"})
     info = {"head_sha256": head_sha, "opset": OPSET, "parity": check_parity(teacher, tmp, texts, images)}
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return info
+
+
+#: how teacher-onnx-int8's image tower is quantised: the student's INT8 settings (stem and blocks 0-3 float)
+INT8_IMAGE_EXCLUDE = IMAGE_INT8_EXCLUDE
+
+
+def build_teacher_int8_bundle(src: str | Path, out: str | Path, calibration_images: Sequence[Any] | None = None,
+                              exclude: Sequence[str] = INT8_IMAGE_EXCLUDE, ort_twin: bool = True,
+                              force: bool = False) -> dict[str, Any]:
+    """Quantise the teacher's fp32 bundle ``src`` into ``out`` (reused while ``src`` and the settings are unchanged).
+
+    Text: :func:`~edgeret.compress.quantize.quantize_text_int8` (dynamic, uint8 per-channel MatMul weights and
+    the embedding Gather), as the student's; image: :func:`~edgeret.compress.quantize.quantize_image_int8`
+    (static QDQ, 7-bit per-channel weights, depthwise 8-bit, node names matching ``exclude`` left float) calibrated
+    on ``calibration_images`` (default: the student's, :meth:`Calibration.builtin`) at the teacher's resolution.
+    Returns the build info (``export_info.json``).
+    """
+    src, out = Path(src), Path(out)
+    source = json.loads((src / INFO_FILE).read_text(encoding="utf-8")) if (src / INFO_FILE).is_file() else {}
+    settings = {"source_head_sha256": source.get("head_sha256"), "exclude": list(exclude), "ort_twin": ort_twin,
+                "calibration": "builtin" if calibration_images is None else len(calibration_images), "version": 1}
+    if not force and (out / "manifest.json").is_file() and (out / INFO_FILE).is_file():
+        info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
+        if info.get("settings") == settings:
+            logger.info("reusing the teacher's INT8 bundle %s", out)
+            return info
+    manifest = load_manifest(src, verify="size")
+    text, image = manifest.text, manifest.image
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with preserve_root_logging():
+        images = calibration_images if calibration_images is not None else Calibration.builtin().calibration_images
+        pixels = ImagePreprocessor.load(src / image["preprocessor"])(list(images))
+        q.quantize_text_int8(src / text["file"], tmp / "text_encoder_int8.onnx")
+        q.quantize_image_int8(src / image["file"], tmp / "image_encoder_int8.onnx", pixels, exclude=exclude)
+        text_section = {"file": "text_encoder_int8.onnx", "max_length": text["max_length"], "quantization": "int8"}
+        if ort_twin:
+            text_section["ort_file"] = convert_to_ort(tmp / "text_encoder_int8.onnx").name
+    for name in (text["tokenizer"], image["preprocessor"]):
+        shutil.copyfile(src / name, tmp / name)
+    write_manifest(tmp, embedding=manifest.data["embedding"], teacher=manifest.data["teacher"],
+                   text_encoder=text_section,
+                   image_encoder={"file": "image_encoder_int8.onnx", "quantization": "int8"},
+                   producer={"export": "edgeret.bench.teacher_onnx (int8)"})
+    info = {"settings": settings, "bytes": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}}
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)

@@ -166,3 +166,52 @@ def test_a_bundle_and_its_matryoshka_dims_are_measured_through_the_runtime():
         assert row["text_query_ms_p50_1t"] > 0 and row["image_query_ms_p50_1t"] > 0
         assert row["query_ms_p50_1t"] == row["text_query_ms_p50_1t"] and row["model_bytes"] > 0
     assert [r["cost_of"] for r in rows] == [None, "tiny", "tiny"]
+
+
+def _variant_rows(variant: str, recall: float, text_ms: float, image_ms: float, overlap: float | None = None) -> list:
+    rows = []
+    for task in ("t2i", "i2t", "t2t", "i2i"):
+        row = {"variant": variant, "task": task, "dataset": "x-test", "dim": 384, **{m: recall for m in METRICS}}
+        if overlap is not None:
+            row["fp32_overlap@10"] = overlap
+        if task == "i2i":
+            row["by_style"] = {"grayscale": recall, "jpeg": recall / 2}
+        rows.append(complete(with_cost(row, {"text_query_ms_p50_1t": text_ms, "image_query_ms_p50_1t": image_ms})))
+    return rows
+
+
+def test_retention_agreement_styles_and_speedups_over_the_peer(tmp_path, monkeypatch):
+    from edgeret.bench import compare
+    from edgeret.bench.tables import retention, speedups
+
+    monkeypatch.setattr(compare, "pareto_plot", lambda rows, path: None)  # the plot has its own test
+
+    rows = (_variant_rows("teacher-torch", 0.5, 10.0, 20.0) + _variant_rows("teacher-onnx-int8", 0.5, 4.0, 8.0)
+            + _variant_rows("student-fp32", 0.5, 1.0, 4.0) + _variant_rows("student-int8", 0.48, 0.5, 2.0, 0.96)
+            + _variant_rows("student-int8@64", 0.4, 0.5, 2.0)
+            + _variant_rows("student-pruned-int8", 0.47, 0.4, 1.0, 0.9))
+    speed = speedups(rows, "teacher-onnx-int8")
+    assert set(speed) == {"student-fp32", "student-int8", "student-pruned-int8"}
+    assert speed["student-int8"]["text_query_ms_p50_1t"] == pytest.approx(8.0)
+    assert speed["student-pruned-int8"]["image_query_ms_p50_1t"] == pytest.approx(8.0)
+    lines = {(line["variant"], line["of"]): line for line in retention(rows)}
+    assert lines[("student-int8", "teacher")]["t2t"] == "96%"
+    assert lines[("student-pruned-int8", "student-int8")]["t2i"] == "98%"
+    assert ("teacher-torch", "teacher") not in lines and ("student-int8@64", "teacher") not in lines
+    summary = write_results(rows, "edgeret bench", tmp_path)
+    assert summary["speedup_vs_peer"]["peer"] == "teacher-onnx-int8"
+    markdown = (tmp_path / "summary.md").read_text()
+    for title in ("Recall@10 retained", "Top-10 agreement with student-fp32", "image -> image Recall@10 per style",
+                  "Speed-up of each student over teacher-onnx-int8"):
+        assert title in markdown, title
+    assert "| student-int8 | 0.960 |" in markdown and "8.0x" in markdown
+
+
+def test_style_rows_split_recall_per_style():
+    from edgeret.bench.rows import style_recall
+
+    queries = [CorpusItem(f"sty:{s}:{i}", "image", image_fn=lambda: None) for i, s in enumerate(("jpeg", "busy") * 3)]
+    corpus = [CorpusItem(f"img:{i}", "image", image_fn=lambda: None) for i in range(6)]
+    evalset = EvalSet("toy-style-test", "i2i", queries, corpus, {q.id: {f"img:{i}"} for i, q in enumerate(queries)})
+    ranked = np.array([[i] if i % 2 == 0 else [(i + 1) % 6] for i in range(6)])  # jpeg queries hit, busy miss
+    assert style_recall(ranked, evalset, k=1) == {"jpeg": 1.0, "busy": 0.0}

@@ -86,3 +86,22 @@ def test_footprint_process_on_the_exported_bundle(exported, tmp_path):
     assert result["cold_start_ms"] > 0 and result["peak_rss_mb"] > 10
     assert result["text_batch64_items_per_s"] > 0 and result["image_batch64_items_per_s"] > 0
     assert result["index_build"]["t2i"]["items"] == 4 and result["index_build"]["t2t"]["items"] == len(TEXTS)
+
+
+def test_the_int8_peer_is_quantised_with_the_student_tools_and_reused(exported, tmp_path):
+    from edgeret.bench.teacher_onnx import build_teacher_int8_bundle
+    from edgeret.runtime.retriever import Retriever
+
+    teacher, bundle, _ = exported
+    out = tmp_path / "teacher-onnx-int8"
+    info = build_teacher_int8_bundle(bundle, out, calibration_images=_images())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["text_encoder"]["quantization"] == "int8" and manifest["image_encoder"]["quantization"] == "int8"
+    assert manifest["text_encoder"]["ort_file"] == "text_encoder_int8.ort"
+    retriever = Retriever.open(out, threads=1)
+    text = cosine_parity(teacher.embed_texts(TEXTS), retriever.embed_texts(TEXTS))
+    image = cosine_parity(teacher.embed_images(_images()), retriever.embed_images(_images()))
+    assert text["mean_cosine"] > 0.9 and image["mean_cosine"] > 0.9
+    stamp = (out / "image_encoder_int8.onnx").stat().st_mtime_ns
+    assert build_teacher_int8_bundle(bundle, out, calibration_images=_images()) == info
+    assert (out / "image_encoder_int8.onnx").stat().st_mtime_ns == stamp
