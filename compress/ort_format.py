@@ -49,9 +49,8 @@ def convert_to_ort(onnx_path: str | Path, ort_path: str | Path | None = None) ->
 
 def write_operator_config(ort_paths: Iterable[str | Path], config_path: str | Path) -> Path:
     """The operators (per domain and opset) the given ``.ort`` models need, in onnxruntime's config format."""
-    from onnxruntime.tools.ort_format_model import (
-        create_config_from_models,  # lazy: onnxruntime's tools reconfigure the root logger at import
-    )
+    # lazy: onnxruntime's tools reconfigure the root logger at import
+    from onnxruntime.tools.ort_format_model import create_config_from_models
 
     config_path = Path(config_path)
     create_config_from_models([Path(p) for p in ort_paths], config_path, enable_type_reduction=False)

@@ -103,6 +103,8 @@ def quantize_image_int8(src: str | Path, dst: str | Path, calibration_pixels: np
         QuantType,
         quantize_static,
     )
+
+    # lazy: onnxruntime's tools reconfigure the root logger at import
     from onnxruntime.quantization.shape_inference import (
         quant_pre_process,  # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
     )
@@ -153,6 +155,7 @@ def quantize_int4(src: str | Path, dst: str | Path, block_size: int = 32, symmet
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     """Float16 weights and compute; graph inputs and outputs stay float32 (runtime contract)."""
+    # lazy: onnxruntime's tools reconfigure the root logger at import
     from onnxruntime.transformers.float16 import (
         convert_float_to_float16,  # lazy: onnxruntime's tools reconfigure the root logger at import
     )

@@ -1,4 +1,4 @@
-"""``python -m edgeret.bench.own_corpus``: ``edgeret build`` on a user-style corpus of files, timed end to end.
+"""``python -m tools.own_corpus``: ``edgeret build`` on a user-style corpus of files, timed end to end.
 
 The corpus: every OpenMoji emoji rendered ``--renders`` times (the clean render, then augmented ones) as PNG
 files in nested folders (``renders/<split>/<emoji>/<k>.png``), and a ``captions.jsonl`` pairing each file with
@@ -76,7 +76,7 @@ def retention(report: dict[str, Any], variant: str = "int8") -> dict[str, float]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Write the corpus, run the build, write the results."""
-    parser = argparse.ArgumentParser(prog="python -m edgeret.bench.own_corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.own_corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("artifacts/own-corpus"), help="corpus and build folder")
     parser.add_argument("--head-path", type=Path, default=Path("artifacts/teacher/standin_image_head.safetensors"),
                         help="the stand-in's image head (fitted there, and counted in the build, when missing)")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = run_build(recipe_from_dict(recipe(args.root / "files", work, args.head_path, args.preset)))
     build_s = time.perf_counter() - start
     summary = {
-        "command": invocation("python -m edgeret.bench.own_corpus", argv), "created": now_iso(),
+        "command": invocation("python -m tools.own_corpus", argv), "created": now_iso(),
         "machine": machine_info([1]), "versions": package_versions(), "pairs": pairs,
         "corpus_seconds": round(corpus_s, 1), "build_seconds": round(build_s, 1),
         "head_fitted_in_build": not head_existed,
