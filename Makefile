@@ -32,7 +32,7 @@ test-runtime-base:
 	rm -rf .venv-base
 	$(PYTHON) -m venv .venv-base
 	.venv-base/bin/python -m pip install --quiet --upgrade pip
-	.venv-base/bin/python -m pip install --quiet . pytest
+	.venv-base/bin/python -m pip install --quiet . pytest hypothesis
 	.venv-base/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None, 'torch leaked into the base install'"
 	.venv-base/bin/python -m pytest -q -p no:cacheprovider tests/runtime
 

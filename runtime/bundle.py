@@ -63,6 +63,7 @@ class Manifest:
 
     @property
     def matryoshka_dims(self) -> list[int]:
+        """The Matryoshka prefix dims the encoders were trained for (the full dim excluded)."""
         return [int(d) for d in self.data["embedding"].get("matryoshka_dims", [])]
 
     @property
@@ -72,14 +73,17 @@ class Manifest:
 
     @property
     def text(self) -> dict[str, Any] | None:
+        """The ``text_encoder`` section (None for an image-only bundle)."""
         return self.data.get("text_encoder")
 
     @property
     def image(self) -> dict[str, Any] | None:
+        """The ``image_encoder`` section (None for a text-only bundle)."""
         return self.data.get("image_encoder")
 
     @property
     def index(self) -> dict[str, Any]:
+        """The ``index`` section: the configuration new indexes use, mirrored from the saved one."""
         return self.data["index"]
 
     @property

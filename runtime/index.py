@@ -144,10 +144,12 @@ class VectorIndex:
 
     @property
     def capacity(self) -> int:
+        """Vectors hnswlib has room for before it grows."""
         return self._hnsw.get_max_elements()
 
     @property
     def ef_search(self) -> int:
+        """The HNSW search breadth (higher: better recall, slower)."""
         return int(self._hnsw.ef)
 
     @ef_search.setter

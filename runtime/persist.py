@@ -85,10 +85,12 @@ class SavedIndex:
 
     @property
     def hnsw_path(self) -> Path:
+        """The hnswlib graph file of this generation."""
         return self.directory / HNSW_FILE
 
     @property
     def meta_path(self) -> Path:
+        """The metadata database of this generation."""
         return self.directory / META_FILE
 
     def release(self) -> None:

@@ -148,6 +148,7 @@ class ImagePreprocessor:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as ``preprocessor.json`` holds them."""
         data = asdict(self)
         data["mean"], data["std"], data["background"] = list(self.mean), list(self.std), list(self.background)
         return data
@@ -166,6 +167,7 @@ class ImagePreprocessor:
         return cls(**known)
 
     def save(self, path: str | Path) -> None:
+        """Write ``preprocessor.json``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod

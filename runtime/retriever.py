@@ -212,6 +212,7 @@ class Retriever:
 
     @property
     def ef_search(self) -> int:
+        """The index's HNSW search breadth (settable; saved with the index)."""
         return self.index.ef_search
 
     @ef_search.setter

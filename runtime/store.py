@@ -150,6 +150,7 @@ class MetadataStore:
 
     @classmethod
     def new(cls) -> MetadataStore:
+        """An empty in-memory store."""
         return cls(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None))
 
     @classmethod
@@ -276,5 +277,6 @@ class MetadataStore:
         return {row[0] for row in self._conn.execute(f"SELECT label FROM attrs WHERE key = ? AND {condition}", params)}
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._conn.close()
