@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch that this machine's package index serves; an unpinned torch pulls CUDA.
 TORCH := torch==2.13.0
-EXTRAS := distill,compress,bench,dev
+EXTRAS := distill,compress,bench,faiss,dev
 
 .PHONY: install demo test test-all test-runtime-base lint clean arm64 arm64-reduced test-web
 install: $(VENV)/.installed
