@@ -1,184 +1,224 @@
-"""hnswlib index with string ids, metadata filters, exact search and crash-safe persistence.
+"""A vector index with string ids, metadata filters, exact search and crash-safe persistence, in any index format.
 
-* ids are strings; hnswlib labels are ints assigned here. Deleted labels are reused: a new item
-  takes the smallest free label, and hnswlib updates that (marked-deleted) element in place, so the
-  graph does not grow with churn. Re-adding an existing id replaces its vector and metadata.
-* capacity grows automatically (doubling); ``ef_search`` is saved and restored.
-* exact (brute-force numpy) search for collections of at most ``exact_threshold`` items, for
-  selective filters, or on request; results are identical in form to HNSW results.
+* ids are strings; labels are ints assigned here, stored with the ids and metadata in SQLite
+  (:mod:`runtime.store`). The vectors and graph live in a backend of the index's format
+  (:mod:`runtime.index_formats`): ``hnswlib-f32`` (the default; :mod:`runtime.hnsw_backend`) or the compact
+  ``faiss-hnsw-sq8`` (:mod:`runtime.faiss_backend`; ``pip install 'edgeret[faiss]'``).
+* deletes: ``hnswlib-f32`` reuses a deleted label for the next new item (the graph does not grow with churn);
+  ``faiss-hnsw-sq8`` keeps deleted labels as tombstones (never returned) and a replaced item gets a new label,
+  until :meth:`VectorIndex.compact` (run by :meth:`VectorIndex.save` once a quarter of the labels are tombstones)
+  renumbers the live items ``0..n-1``. :meth:`VectorIndex.label_of` is therefore not stable across those.
+* exact (brute-force) search for collections of at most ``exact_threshold`` items, for filters that keep at most
+  :data:`SUBSET_SHARE` of the items (or ``exact_threshold``), or on request; otherwise graph search.
+* opening a saved generation reads ``meta.sqlite`` in place and (faiss) maps ``index.faiss``: nothing is copied
+  and ids are looked up per call, so a million items open in milliseconds; the first write copies what it needs
+  into memory. Filters use the generation's numpy columns (:mod:`runtime.filters`) until the first write, SQL after.
 * thread-safe: searches share a readers-writer lock; add/delete/ef changes take it exclusively.
-* multi-process safe: a save takes the index folder's writers' lock (:func:`runtime.persist.writer_lock`).
-  If another process saved since this index was loaded (or last saved), the save **merges**: it loads
-  the newest generation on disk and replays this index's own adds, replaces and deletes since then on top
-  (last saver wins per id; items only the other process changed are kept), then writes the result. After
-  the save this index holds the merged collection. Nothing saved by either process is silently lost.
-* the graph file is validated structurally (:mod:`runtime.hnsw_file`) before hnswlib reads it.
+* multi-process safe: a save takes the index folder's writers' lock (:func:`runtime.persist.writer_lock`); if
+  another process saved since this index was loaded (or last saved), the save **merges** (:mod:`runtime.merge`).
+* every file is validated structurally before its library reads it.
 """
 
 from __future__ import annotations
 
 import heapq
-import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
-from . import hnsw_file
 from .errors import BundleError, UnknownIdError
+from .filter_spec import filter_key, plan_filter
+from .filters import FILTERS_FILE, FilterColumns, write_filters
+from .index_formats import DEFAULT_FORMAT, backend_class
 from .items import SearchResult, check_ids, check_metadata_list
-from .locks import RWLock
-from .persist import (
-    HNSW_FILE,
-    META_FILE,
-    SavedIndex,
-    current_generation,
-    read_saved_index,
-    write_generation,
-    writer_lock,
-)
+from .locks import RWLock, SharedLock
+from .merge import merge_from_disk
+from .persist import META_FILE, SPACES, SavedIndex, current_generation, write_generation, writer_lock
 from .store import MetadataStore
 from .vectors import as_matrix, l2_normalise
 
-logger = logging.getLogger(__name__)
+__all__ = ["SPACES", "SUBSET_SHARE", "SearchResult", "VectorIndex", "check_ids", "check_metadata_list"]
 
-__all__ = ["SPACES", "SearchResult", "VectorIndex", "check_ids", "check_metadata_list"]
-
-SPACES = ("cosine", "ip", "l2")
 _MIN_CAPACITY = 1024
+#: filters keeping at most this share of the items are answered by exact search over the kept items
+SUBSET_SHARE = 0.05
+#: save compacts a tombstoning index once this share of its labels are tombstones
+COMPACT_SHARE = 0.25
+_FILTER_CACHE = 16
 
 
 class VectorIndex:
-    """A mutable, searchable, saveable set of ``(id, vector, metadata)``.
+    """A mutable, searchable, saveable set of ``(id, vector, metadata)`` (see the module docstring).
 
-    ``capacity`` is the initial hnswlib allocation (it doubles as needed); ``threads`` the hnswlib
-    insert threads (``None``: all cores); ``seed`` hnswlib's level generator seed.
+    ``format``: ``"hnswlib-f32"`` (default) or ``"faiss-hnsw-sq8"``; ``capacity`` the initial allocation (it
+    doubles as needed); ``threads`` the insert threads (``None``: all cores); ``seed`` the level generator seed.
     """
 
     def __init__(
         self, dim: int, *, space: str = "cosine", M: int = 16, ef_construction: int = 200, ef_search: int = 64,
         exact_threshold: int = 2048, threads: int | None = None, seed: int = 100, capacity: int = _MIN_CAPACITY,
+        format: str = DEFAULT_FORMAT,
     ) -> None:
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-        self.dim, self.space, self.M, self.ef_construction = dim, space, M, ef_construction
+        backend = backend_class(format, "VectorIndex")(dim, space=space, M=M, ef_construction=ef_construction,
+                                                       ef_search=ef_search, seed=seed, capacity=capacity,
+                                                       threads=threads or -1)
+        self._setup(backend, MetadataStore.new(), exact_threshold, threads)
+        self._free: list[int] | None = []
+
+    def _setup(self, backend: Any, store: MetadataStore, exact_threshold: int, threads: int | None) -> None:
+        self._backend, self._store = backend, store
         self.exact_threshold, self.threads = exact_threshold, threads or -1
-        self._hnsw = hnswlib.Index(space=space, dim=dim)
-        self._hnsw.init_index(max_elements=max(1, capacity), M=M, ef_construction=ef_construction, random_seed=seed)
-        self._hnsw.set_ef(ef_search)
-        self._store = MetadataStore.new()
-        self._labels: dict[str, int] = {}
-        self._ids: dict[int, str] = {}
-        self._free: list[int] = []  # heap of reusable labels
-        self._next_label = 0
-        self._lock = RWLock()
-        self._save_lock = threading.Lock()
-        self._cache_lock = threading.Lock()
-        self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (labels, vectors) for exact search
+        self._count, self._next_label = 0, 0
+        self._free = None  # heap of reusable labels (formats that reuse them); None: computed at the first write
+        self._filters: FilterColumns | None = None  # the saved columns, while nothing was written since
+        self._filter_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._hold: SharedLock | None = None  # the generation whose files this index reads in place
+        self._lock, self._save_lock, self._cache_lock = RWLock(), threading.Lock(), threading.Lock()
         self._base: str | None = None  # the generation this index was loaded from or last saved as
         self._changes: dict[str, bool] = {}  # id -> True (added/replaced) / False (deleted) since then
 
     @classmethod
     def load(cls, saved: SavedIndex, *, exact_threshold: int = 2048, threads: int | None = None) -> VectorIndex:
-        """Open a saved generation (see :func:`runtime.persist.read_saved_index`).
+        """Open a saved generation (see :func:`runtime.persist.read_saved_index`), taking over its reader's hold.
 
-        The graph file is validated first (:func:`runtime.hnsw_file.validate`); any inconsistency between
-        ``hnsw.bin``, ``meta.sqlite`` and ``index.json`` raises :class:`BundleError`.
+        Every file is validated before its library reads it; any inconsistency between the files and
+        ``index.json`` raises :class:`BundleError`. The hold is released once nothing is read in place any more
+        (after the first write, or :meth:`close`).
         """
         meta = saved.meta
-        index = cls(meta["dim"], space=meta["space"], M=meta["M"], ef_construction=meta["ef_construction"],
-                    ef_search=meta["ef_search"], exact_threshold=exact_threshold, threads=threads, capacity=1)
-        header = hnsw_file.read_header(saved.hnsw_path)[0]
-        if header.dim != meta["dim"]:
-            raise BundleError(f"{saved.hnsw_path} holds {header.dim}-d vectors but index.json says dim {meta['dim']}")
-        checked = hnsw_file.validate(saved.hnsw_path, dim=meta["dim"], M=meta["M"],
-                                     ef_construction=meta["ef_construction"], next_label=meta["next_label"])
-        hnsw = hnswlib.Index(space=meta["space"], dim=meta["dim"])
         try:
-            # Allocate for what is stored, not the saved capacity (which doubling may have left at up to 2x);
-            # capacity grows again on demand.
-            hnsw.load_index(str(saved.hnsw_path), max_elements=max(1, int(meta["next_label"])))
-        except (RuntimeError, MemoryError) as exc:
-            raise BundleError(f"{saved.hnsw_path}: hnswlib cannot load it ({exc})") from exc
-        hnsw.set_ef(meta["ef_search"])
-        index._hnsw, index._store = hnsw, MetadataStore.load(saved.meta_path)
-        index._labels = index._store.labels()
-        index._ids = {label: item for item, label in index._labels.items()}
-        index._next_label = int(meta["next_label"])
-        if max(index._ids, default=-1) >= index._next_label:
-            raise BundleError(f"index {saved.directory} is inconsistent: labels beyond next_label {index._next_label}")
-        live = np.zeros(index._next_label, dtype=bool)
-        live[np.fromiter(index._ids, dtype=np.int64, count=len(index._ids))] = True
-        index._check_loaded(saved, checked.deleted_labels, live)
-        index._free = np.flatnonzero(~live).tolist()  # sorted, hence a heap
-        index._base = saved.directory.name
+            backend = backend_class(saved.format.name, f"index {saved.directory}").open(saved, threads=threads or -1)
+            store = MetadataStore.open(saved.meta_path)
+        except BaseException:
+            saved.release()
+            raise
+        index = cls.__new__(cls)
+        index._setup(backend, store, exact_threshold, threads)
+        index._hold, index._base = saved.hold, saved.directory.name
+        try:
+            index._count, index._next_label = int(meta["count"]), int(meta["next_label"])
+            index._check_loaded(saved)
+            if saved.has(FILTERS_FILE):
+                index._filters = FilterColumns(saved.path(FILTERS_FILE), index._next_label, index._count)
+        except BaseException:
+            index.close()
+            raise
         return index
 
-    def _check_loaded(self, saved: SavedIndex, deleted: np.ndarray, live: np.ndarray) -> None:
+    def _check_loaded(self, saved: SavedIndex) -> None:
         problems = []
-        if len(self._labels) != saved.meta["count"]:
-            problems.append(f"{len(self._labels)} ids in {META_FILE} but count {saved.meta['count']}")
-        if self._hnsw.element_count > self._next_label:
+        if self._store.count() != self._count:
+            problems.append(f"{self._store.count()} ids in {META_FILE} but count {self._count}")
+        if self._store.max_label() >= self._next_label:
             problems.append(f"labels beyond next_label {self._next_label}")
-        if not set(self._ids) <= set(self._hnsw.get_ids_list()):
-            problems.append(f"ids in {META_FILE} without a vector in {HNSW_FILE}")
-        elif deleted.size and live[deleted[deleted < len(live)]].any():
-            problems.append(f"ids in {META_FILE} whose vector is marked deleted in {HNSW_FILE}")
+        dead = self._backend.dead_labels(self._next_label)
+        for what, labels in dead.items():
+            if len(labels) and self._store.count_labels(labels.tolist()):
+                problems.append(f"ids in {META_FILE} {what}")
         if problems:
             raise BundleError(f"index {saved.directory} is inconsistent: {'; '.join(problems)}")
 
+    def close(self) -> None:
+        """Release the files this index reads in place (it must not be used afterwards)."""
+        for part in (self._filters, self._store, self._backend):
+            if part is not None:
+                part.close()
+        self._filters = None
+        self._release_hold()
+
+    def _release_hold(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.release()
+
     # ---- read side -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self._backend.dim
+
+    @property
+    def space(self) -> str:
+        """``cosine``, ``ip`` or ``l2``."""
+        return self._backend.space
+
+    @property
+    def M(self) -> int:
+        """Graph degree parameter."""
+        return self._backend.M
+
+    @property
+    def ef_construction(self) -> int:
+        """Build beam width."""
+        return self._backend.ef_construction
+
+    @property
+    def format(self) -> str:
+        """The index format (:mod:`runtime.index_formats`)."""
+        return self._backend.format
+
     def __len__(self) -> int:
-        return len(self._labels)
+        return self._count
 
     def __contains__(self, item: object) -> bool:
-        return item in self._labels
+        return isinstance(item, str) and self._store.label_of(item) is not None
 
     def ids(self) -> list[str]:
         """All ids, in label order."""
         with self._lock.read():
-            return [self._ids[label] for label in sorted(self._ids)]
+            return self._store.ids()
 
     @property
     def capacity(self) -> int:
-        """Vectors hnswlib has room for before it grows."""
-        return self._hnsw.get_max_elements()
+        """Vector slots allocated."""
+        return self._backend.capacity
 
     @property
     def ef_search(self) -> int:
-        """The HNSW search breadth (higher: better recall, slower)."""
-        return int(self._hnsw.ef)
+        """The search beam width (saved and restored)."""
+        return self._backend.ef_search
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"ef_search must be a positive int, got {value!r}")
         with self._lock.write():
-            self._hnsw.set_ef(value)
+            self._backend.ef_search = value
 
     def label_of(self, item: str) -> int:
-        """The hnswlib label of an id (KeyError if unknown)."""
-        return self._labels[item]
+        """The label of an id (KeyError if unknown); see the module docstring on when labels change."""
+        label = self._store.label_of(item) if isinstance(item, str) else None
+        if label is None:
+            raise KeyError(item)
+        return label
 
     def metadata(self, item: str) -> dict[str, Any] | None:
         """Metadata of one id (:class:`UnknownIdError` if unknown)."""
         with self._lock.read():
-            if item not in self._labels:
+            label = self._store.label_of(item) if isinstance(item, str) else None
+            if label is None:
                 raise UnknownIdError([item], action="look up")
-            return self._store.metadata([self._labels[item]]).get(self._labels[item])
+            return self._store.metadata([label]).get(label)
 
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """Stored vectors of ``ids`` (normalised for cosine/ip spaces)."""
+        """Stored vectors of ``ids`` (normalised for cosine/ip spaces; ``faiss-hnsw-sq8``: decoded from 8 bits)."""
         with self._lock.read():
-            unknown = [i for i in ids if i not in self._labels]
-            if unknown:
-                raise UnknownIdError(unknown, action="look up")
-            if not ids:
-                return np.empty((0, self.dim), dtype=np.float32)
-            return np.asarray(self._hnsw.get_items([self._labels[i] for i in ids]), dtype=np.float32)
+            labels = self._labels_of(ids)
+            return self._backend.vectors(labels)
+
+    def _labels_of(self, ids: Sequence[str]) -> list[int]:
+        ids = list(ids)
+        found = self._store.labels_of([i for i in ids if isinstance(i, str)])
+        unknown = [i for i in ids if not isinstance(i, str) or i not in found]
+        if unknown:
+            raise UnknownIdError(unknown, action="look up")
+        return [found[i] for i in ids]
 
     def _prepare(self, vectors: Any, what: str = "vectors") -> np.ndarray:
         matrix = as_matrix(vectors, self.dim, what)
@@ -189,71 +229,70 @@ class VectorIndex:
     ) -> list[SearchResult]:
         """The ``k`` nearest items to one query vector, best first.
 
-        ``exact=None`` searches exactly when the collection (or the filtered subset) has at most
-        ``exact_threshold`` items, otherwise with HNSW; ``True``/``False`` force either.
+        ``exact=None`` searches exactly when the collection has at most ``exact_threshold`` items, or the filter
+        keeps at most ``max(exact_threshold, SUBSET_SHARE * len(self))``; otherwise through the graph;
+        ``True``/``False`` force either.
         """
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         query = self._prepare(vector, "query vector")
         if query.shape[0] != 1:
             raise ValueError(f"search takes one query vector, got {query.shape[0]}")
+        plans = None if filter is None else plan_filter(filter)
         with self._lock.read():
-            allowed = None if filter is None else self._store.filter_labels(filter)
-            live = len(self._labels) if allowed is None else len(allowed)
+            allowed = None if plans is None else self._allowed(plans)
+            live = self._count if allowed is None else len(allowed)
             if live == 0:
                 return []
-            use_exact = exact if exact is not None else live <= self.exact_threshold
-            labels, scores = None, None
-            if not use_exact:
-                labels, scores = self._hnsw_search(query, min(k, live), allowed)
-            if labels is None:
-                labels, scores = self._exact_search(query[0], k, allowed)
-            hits = [(lb, float(s)) for lb, s in zip(labels, scores, strict=True) if lb in self._ids]
-            meta = self._store.metadata([lb for lb, _ in hits])
-            return [SearchResult(self._ids[lb], s, meta.get(lb)) for lb, s in hits]
+            limit = self.exact_threshold if allowed is None else max(self.exact_threshold,
+                                                                     int(SUBSET_SHARE * self._count))
+            found = None
+            if not (exact if exact is not None else live <= limit):
+                found = self._backend.search(query, min(k, live), allowed)
+            if found is None:
+                found = self._backend.exact(query, k, allowed)
+            labels, scores = found
+            hits = self._store.hits(labels.tolist())
+            return [SearchResult(hits[lb][0], float(s), hits[lb][1])
+                    for lb, s in zip(labels.tolist(), scores.tolist(), strict=True) if lb in hits]
 
-    def _score(self, distances: np.ndarray) -> np.ndarray:
-        return -distances if self.space == "l2" else 1.0 - distances
-
-    def _hnsw_search(
-        self, query: np.ndarray, k: int, allowed: list[int] | None
-    ) -> tuple[list[int] | None, np.ndarray | None]:
-        allowed_set = None if allowed is None else set(allowed)
-        try:
-            found, dist = self._hnsw.knn_query(query, k=k, num_threads=1,
-                                               filter=None if allowed_set is None else allowed_set.__contains__)
-        except RuntimeError:  # fewer than k reachable (deletions / selective filter): fall back to exact
-            logger.debug("hnswlib returned fewer than %d results; using exact search", k)
-            return None, None
-        return [int(x) for x in found[0]], self._score(dist[0])
-
-    def _exact_search(self, query: np.ndarray, k: int, allowed: list[int] | None) -> tuple[list[int], np.ndarray]:
-        if allowed is not None and len(allowed) * 2 < len(self._labels):
-            labels = np.asarray(allowed, dtype=np.int64)
-            matrix = np.asarray(self._hnsw.get_items(labels.tolist()), dtype=np.float32)
-        else:
-            labels, matrix = self._exact_cache()
-            if allowed is not None:
-                keep = np.isin(labels, np.asarray(allowed, dtype=np.int64))
-                labels, matrix = labels[keep], matrix[keep]
-        if self.space == "l2":
-            scores = -((matrix - query) ** 2).sum(axis=1)
-        else:
-            scores = matrix @ query
-        k = min(k, len(labels))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(labels) else np.arange(len(labels))
-        top = top[np.lexsort((labels[top], -scores[top]))]  # by score, ties by label: deterministic
-        return labels[top].tolist(), scores[top]
-
-    def _exact_cache(self) -> tuple[np.ndarray, np.ndarray]:
+    def _allowed(self, plans: list) -> np.ndarray:
+        """Sorted labels the filter keeps (memoised per filter until the next write)."""
+        key = filter_key(plans)
         with self._cache_lock:
-            if self._cache is None:
-                labels = np.asarray(sorted(self._ids), dtype=np.int64)
-                matrix = np.asarray(self._hnsw.get_items(labels.tolist()), dtype=np.float32).reshape(-1, self.dim)
-                self._cache = (labels, matrix)
-            return self._cache
+            if key in self._filter_cache:
+                self._filter_cache.move_to_end(key)
+                return self._filter_cache[key]
+        if self._filters is not None:
+            labels = self._filters.filter_labels(plans)
+        else:
+            labels = np.asarray(self._store.filter_planned(plans), dtype=np.int64)
+        with self._cache_lock:
+            self._filter_cache[key] = labels
+            while len(self._filter_cache) > _FILTER_CACHE:
+                self._filter_cache.popitem(last=False)
+        return labels
 
     # ---- write side ------------------------------------------------------------------------
+    def _writable(self) -> None:
+        """Copy what is read in place into memory before the first write (write lock held)."""
+        if self._free is None and self._backend.reuses_labels:
+            live = self._filters.labels if self._filters is not None else self._store.live_labels()
+            free = np.ones(self._next_label, dtype=bool)
+            free[live] = False
+            self._free = np.flatnonzero(free).tolist()  # sorted, hence a heap
+        self._store.materialise()
+        self._backend.make_writable()
+        self._written()
+        self._release_hold()
+
+    def _written(self) -> None:
+        if self._filters is not None:
+            self._filters.close()
+            self._filters = None
+        with self._cache_lock:
+            self._filter_cache.clear()
+
     def add(self, ids: Sequence[str], vectors: Any, metadata: Sequence[Any] | None = None) -> None:
         """Add (or replace) items. All inputs are checked first; on any error nothing changes."""
         ids = check_ids(ids)
@@ -261,51 +300,50 @@ class VectorIndex:
         if matrix.shape[0] != len(ids):
             raise ValueError(f"{len(ids)} ids but {matrix.shape[0]} vectors")
         metas = check_metadata_list(metadata, len(ids))
-        if not ids:
-            return
+        if ids:
+            self._add_checked(ids, matrix, metas)
+
+    def _add_checked(self, ids: list[str], matrix: np.ndarray, metas: list[str | None]) -> None:
         with self._lock.write():
-            labels, fresh = self._assign(ids)
+            self._writable()
+            existing = self._store.labels_of(ids)
+            labels, fresh, replaced = self._assign(ids, existing)
             try:
-                self._ensure_capacity(sum(1 for label in fresh if label >= self._hnsw.element_count))
-                self._store.write(
-                    list(zip(labels, ids, metas, strict=True)), deletes=[],
-                    then=lambda: self._hnsw.add_items(matrix, labels, num_threads=self.threads),
-                )
+                self._store.write(list(zip(labels, ids, metas, strict=True)), deletes=replaced,
+                                  then=lambda: self._backend.add(labels, matrix))
             except BaseException:
                 self._release(fresh)
                 raise
-            for item, label in zip(ids, labels, strict=True):
-                self._labels[item], self._ids[label] = label, item
-                self._changes[item] = True
-            self._cache = None
+            if replaced:
+                self._backend.remove(replaced)
+            self._count += len(ids) - len(existing)
+            self._changes.update(dict.fromkeys(ids, True))
+            self._written()
 
-    def _assign(self, ids: list[str]) -> tuple[list[int], list[int]]:
-        """Labels for ids: existing ones keep theirs, new ones take free labels, then fresh ones."""
-        labels, fresh = [], []
+    def _assign(self, ids: list[str], existing: dict[str, int]) -> tuple[list[int], list[int], list[int]]:
+        """``(labels, fresh labels, replaced labels)``: existing ids keep their label where the format reuses
+        labels (else get a new one, the old becoming a tombstone); new ids take free labels, then fresh ones."""
+        labels, fresh, replaced = [], [], []
+        reuse = self._backend.reuses_labels
         for item in ids:
-            label = self._labels.get(item)
+            label = existing.get(item) if reuse else None
             if label is None:
-                label = heapq.heappop(self._free) if self._free else self._next_label
+                label = heapq.heappop(self._free) if reuse and self._free else self._next_label
                 self._next_label = max(self._next_label, label + 1)
                 fresh.append(label)
+                if item in existing:
+                    replaced.append(existing[item])
             labels.append(label)
-        return labels, fresh
+        return labels, fresh, replaced
 
     def _release(self, labels: list[int]) -> None:
-        """Return labels of a failed add to the free heap (marking any that reached hnswlib deleted)."""
-        for label in labels:
-            try:
-                self._hnsw.mark_deleted(label)
-            except RuntimeError:
-                pass
-            heapq.heappush(self._free, label)
-
-    def _ensure_capacity(self, extra: int) -> None:
-        needed = self._hnsw.element_count + extra
-        if needed > self._hnsw.get_max_elements():
-            new = max(needed, 2 * self._hnsw.get_max_elements())
-            logger.debug("resizing index %d -> %d", self._hnsw.get_max_elements(), new)
-            self._hnsw.resize_index(new)
+        """Undo the labels of a failed add (any that reached the backend become deleted)."""
+        self._backend.remove(labels)
+        if self._backend.reuses_labels:
+            for label in labels:
+                heapq.heappush(self._free, label)
+        else:
+            self._next_label = self._backend.element_count
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove items; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
@@ -313,75 +351,73 @@ class VectorIndex:
             raise TypeError("ids must be a list of strings, not a single string")
         ids = list(dict.fromkeys(ids))
         with self._lock.write():
-            unknown = [item for item in ids if item not in self._labels]
+            found = self._store.labels_of([i for i in ids if isinstance(i, str)])
+            unknown = [item for item in ids if not isinstance(item, str) or item not in found]
             if unknown:
                 raise UnknownIdError(unknown)
-            labels = [self._labels[item] for item in ids]
+            if not ids:
+                return
+            self._writable()
+            labels = [found[item] for item in ids]
             self._store.write([], deletes=labels)
-            for item, label in zip(ids, labels, strict=True):
-                self._hnsw.mark_deleted(label)
-                del self._labels[item], self._ids[label]
-                heapq.heappush(self._free, label)
-                self._changes[item] = False
-            self._cache = None
+            self._backend.remove(labels)
+            if self._backend.reuses_labels:
+                for label in labels:
+                    heapq.heappush(self._free, label)
+            self._count -= len(ids)
+            self._changes.update(dict.fromkeys(ids, False))
+            self._written()
+
+    def compact(self) -> int:
+        """Renumber the live items ``0..n-1`` and rebuild the graph without tombstones (``faiss-hnsw-sq8``; other
+        formats reuse labels and have nothing to compact). Returns the number of labels freed."""
+        with self._lock.write():
+            if self._backend.reuses_labels or self._next_label == self._count:
+                return 0
+            self._writable()
+            old = self._store.live_labels()
+            rebuilt = self._backend.compacted(old)
+            self._store.relabel(old, np.arange(len(old)))
+            self._backend.close()
+            self._backend, freed, self._next_label = rebuilt, self._next_label - len(old), len(old)
+            self._written()
+            return freed
 
     # ---- persistence -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The fields written to ``index.json`` (and mirrored into the manifest)."""
-        next_label = self._next_label
-        if next_label - self._hnsw.element_count > hnsw_file.LABEL_GAP:  # free labels of failed adds at the top
-            next_label = max(self._hnsw.get_ids_list(), default=-1) + 1
-        return {"space": self.space, "dim": self.dim, "M": self.M, "ef_construction": self.ef_construction,
-                "ef_search": self.ef_search, "count": len(self._labels), "next_label": next_label}
+        return {"index_format": self.format, "space": self.space, "dim": self.dim, "M": self.M,
+                "ef_construction": self.ef_construction, "ef_search": self.ef_search, "count": self._count,
+                **self._backend.config(self._next_label)}
 
     def save(self, index_dir: str | Path) -> SavedIndex:
         """Atomically write a new generation under ``index_dir`` (searches continue meanwhile).
 
         Holds the folder's writers' lock; merges first if another process saved since this index was
-        loaded or last saved (see the module docstring).
+        loaded or last saved (:mod:`runtime.merge`); compacts first once :data:`COMPACT_SHARE` of the labels are
+        tombstones.
 
         Raises:
             IndexBusyError: another process kept the writers' lock for too long.
-            BundleError: the index on disk changed to another dim or space.
+            BundleError: the index on disk changed to another dim, space or format.
         """
         with writer_lock(index_dir), self._save_lock:  # this order everywhere: the file lock first
             if current_generation(index_dir) != self._base:
-                self._merge_from_disk(Path(index_dir))
+                merge_from_disk(self, Path(index_dir))
+            if self._next_label and (self._next_label - self._count) / self._next_label > COMPACT_SHARE:
+                self.compact()
+            with self._lock.write():
+                self._backend.prepare_save()
+            arrays: dict[str, np.ndarray] = {}
 
             def writer(folder: Path) -> None:
-                self._hnsw.save_index(str(folder / HNSW_FILE))
+                self._backend.save(folder)
                 self._store.save(folder / META_FILE)
+                arrays.update(write_filters(folder / FILTERS_FILE, self._store.live_labels(), self._store.attrs()))
 
             with self._lock.read():
                 saved = write_generation(index_dir, writer, self.config())
                 self._base, self._changes = saved.directory.name, {}
+                if self._filters is None and self._store.writable:
+                    self._filters = FilterColumns.from_arrays(arrays, saved.meta["next_label"], self._count)
             return saved
-
-    def _merge_from_disk(self, index_dir: Path) -> None:
-        """Adopt the newest generation on disk with this index's own changes replayed on top."""
-        saved = read_saved_index(index_dir, verify="size")
-        if saved is None:  # the saved index was removed meanwhile: this index's content is all there is
-            return
-        try:
-            disk = VectorIndex.load(saved, exact_threshold=self.exact_threshold, threads=self.threads)
-        finally:
-            saved.release()
-        if (disk.dim, disk.space) != (self.dim, self.space):
-            raise BundleError(f"{index_dir}: another process saved a {disk.dim}-d {disk.space} index since this one "
-                              f"({self.dim}-d {self.space}) was opened; reopen the bundle")
-        with self._lock.write():
-            upserts = [item for item, added in self._changes.items() if added]
-            gone = [item for item, added in self._changes.items() if not added and item in disk]
-            if upserts:
-                labels = [self._labels[item] for item in upserts]
-                metas = self._store.metadata(labels)
-                vectors = np.asarray(self._hnsw.get_items(labels), dtype=np.float32)
-                disk.add(upserts, vectors, [metas.get(label) for label in labels])
-            if gone:
-                disk.delete(gone)
-            logger.info("merged with another process's save in %s: %d item(s) replayed, %d deleted",
-                        index_dir, len(upserts), len(gone))
-            disk._hnsw.set_ef(self.ef_search)
-            for name in ("_hnsw", "_store", "_labels", "_ids", "_free", "_next_label"):
-                setattr(self, name, getattr(disk, name))
-            self._cache, self._base = None, disk._base

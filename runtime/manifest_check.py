@@ -15,6 +15,7 @@ from typing import Any
 
 from ._fs import confined
 from .errors import BundleError, shorten
+from .index_formats import index_format
 from .schema import check_file_entries, optional_mapping, require, require_int, require_str
 
 BUNDLE_FORMAT = "edgeret-bundle"
@@ -106,6 +107,8 @@ def _check_index_section(index: Mapping[str, Any], dim: int, dims: list[int], fi
         )
     for key in ("M", "ef_construction", "ef_search", "count"):
         require_int(index, key, where)
+    if "format" in index:
+        index_format(index["format"], where)
     rel = index.get("path", "index")
     target = confined(root, rel, f"{where} path")
     if target == root.resolve():

@@ -5,12 +5,19 @@ index/
   LOCK               writers' lock file (flock, held exclusively while a save runs)
   CURRENT            {"generation": "gen-000007"}   (replaced with os.replace, so always whole)
   gen-000007/
-    LOCK             readers hold it shared while they open this generation
-    hnsw.bin         the hnswlib graph + vectors (layout checked by :mod:`runtime.hnsw_file`)
+    LOCK             readers hold it shared while they use this generation's files
+    hnsw.bin         hnswlib-f32: the graph + vectors (layout checked by :mod:`runtime.hnsw_file`), or
+    index.faiss      faiss-hnsw-sq8: graph + 8-bit codes (:mod:`runtime.faiss_file`) and tombstones.npy
     meta.sqlite      string ids <-> labels, metadata, filterable attributes
-    index.json       space, dim, M, ef_construction, ef_search, count, next_label, and the
-                     sha256 + size of hnsw.bin and meta.sqlite (written at save time)
+    filters.npz      the filterable attributes as sorted numpy columns (:mod:`runtime.filters`; optional)
+    index.json       index_format, space, dim, M, ef_construction, ef_search, count, next_label, engine, and
+                     the sha256 + size of every other file (written at save time)
 ```
+
+The index format (:mod:`runtime.index_formats`) decides the files and the ``index.json`` version: ``hnswlib-f32``
+writes 1.1 (1.0 before formats existed; no ``index_format`` field means ``hnswlib-f32``), ``faiss-hnsw-sq8`` 2.0,
+so a runtime that predates it refuses it by version. (``index.json``'s ``format`` is the file kind,
+``edgeret-index``.)
 
 **Save** (under ``index/LOCK``): write a complete generation into an exclusively created temporary
 folder, fsync every file and the folder, rename it to ``gen-N`` (N = highest number present + 1), fsync
@@ -23,7 +30,8 @@ it replaced -- each only if its ``LOCK`` can be taken exclusively at once, i.e. 
 **Open**: read ``CURRENT``, hold the generation's ``LOCK`` shared, check and verify it. If its files
 vanished and ``CURRENT`` has moved on (a concurrent save removed it), read ``CURRENT`` again (up to three
 times); if ``CURRENT`` still names it, the index is damaged and a :class:`BundleError` says so. The shared
-hold lasts until :meth:`SavedIndex.release` (the loader calls it once the files are in memory).
+hold lasts until :meth:`SavedIndex.release`: the index that opened the generation keeps it while it reads
+``meta.sqlite`` in place or maps ``index.faiss``, and releases it once everything it uses is in memory.
 """
 
 from __future__ import annotations
@@ -49,13 +57,15 @@ from ._fs import (
     sha256_file,
 )
 from .errors import BundleError, shorten
+from .index_formats import FORMATS, MAJORS, IndexFormat, index_format
 from .locks import SharedLock, exclusive_lock, try_exclusive
 from .schema import check_file_entries, require_int
 
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "edgeret-index"
-INDEX_VERSION = "1.0"
+#: the ``index.json`` version of the default format (``hnswlib-f32``); each format has its own (index_formats)
+INDEX_VERSION = FORMATS["hnswlib-f32"].version
 POINTER = "CURRENT"
 LOCK_FILE = "LOCK"
 HNSW_FILE = "hnsw.bin"
@@ -84,8 +94,13 @@ class SavedIndex:
     hold: SharedLock | None = field(default=None, compare=False, repr=False)
 
     @property
+    def format(self) -> IndexFormat:
+        """The generation's index format (checked when ``index.json`` was read)."""
+        return index_format(self.meta.get("index_format"))
+
+    @property
     def hnsw_path(self) -> Path:
-        """The hnswlib graph file of this generation."""
+        """The hnswlib graph file of this generation (format ``hnswlib-f32``)."""
         return self.directory / HNSW_FILE
 
     @property
@@ -93,8 +108,16 @@ class SavedIndex:
         """The metadata database of this generation."""
         return self.directory / META_FILE
 
+    def path(self, name: str) -> Path:
+        """A file of this generation."""
+        return self.directory / name
+
+    def has(self, name: str) -> bool:
+        """Whether ``index.json`` lists file ``name`` (optional files such as ``filters.npz``)."""
+        return name in self.meta["files"]
+
     def release(self) -> None:
-        """Let writers delete this generation again (call once its files are loaded; idempotent)."""
+        """Let writers delete this generation again (call once nothing reads its files in place; idempotent)."""
         if self.hold is not None:
             self.hold.release()
 
@@ -183,11 +206,15 @@ def check_index_meta(meta: Any, where: Path) -> None:
     if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
         raise BundleError(f"{where}: not an {INDEX_FORMAT} file")
     major = str(meta.get("version", ""))[:20].split(".")[0]
-    if major != INDEX_VERSION.split(".")[0]:
+    if major not in MAJORS:
         raise BundleError(
             f"{where}: index format version {shorten(meta.get('version'), 40)} is not supported "
-            f"(this runtime reads {INDEX_VERSION.split('.')[0]}.x)"
+            f"(this runtime reads {', '.join(m + '.x' for m in MAJORS)})"
         )
+    fmt = index_format(meta.get("index_format"), str(where))
+    if fmt.major != major:
+        raise BundleError(f"{where}: index format {fmt.name!r} is written as version {fmt.major}.x, "
+                          f"not {shorten(meta.get('version'), 40)}")
     missing = [key for key in (*META_FIELDS, "files") if key not in meta]
     if missing:
         raise BundleError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -198,7 +225,7 @@ def check_index_meta(meta: Any, where: Path) -> None:
     if meta["count"] > meta["next_label"]:
         raise BundleError(f"{where}: count {meta['count']} exceeds next_label {meta['next_label']}")
     files = check_file_entries(meta["files"], str(where))
-    needed = {HNSW_FILE, META_FILE} - set(files)
+    needed = set(fmt.files) - set(files)
     if needed:
         raise BundleError(f"{where}: 'files' lacks {', '.join(sorted(needed))}")
 
@@ -227,9 +254,12 @@ def _next_number(index_dir: Path) -> int:
 def write_generation(index_dir: str | Path, writer: Callable[[Path], None], meta: dict[str, Any]) -> SavedIndex:
     """Atomically publish a new generation (under the writers' lock).
 
-    ``writer(folder)`` must write ``hnsw.bin`` and ``meta.sqlite`` into ``folder``; ``meta`` holds
-    :data:`META_FIELDS`. Checksums, fsyncs, the rename, the pointer swap and the clean-up are done here.
+    ``writer(folder)`` must write the files of ``meta["index_format"]`` (default ``hnswlib-f32``) into ``folder``,
+    and may write more (every regular file it writes is checksummed); ``meta`` holds :data:`META_FIELDS` and may
+    hold other fields (``index_format``, ``engine``), which are kept. Checksums, fsyncs, the rename, the pointer swap
+    and the clean-up are done here.
     """
+    fmt = index_format(meta.get("index_format"))
     index_dir = Path(index_dir)
     with writer_lock(index_dir):
         number = _next_number(index_dir)
@@ -238,11 +268,17 @@ def write_generation(index_dir: str | Path, writer: Callable[[Path], None], meta
         try:
             writer(tmp)
             _touch(tmp / LOCK_FILE)
-            files = {name: file_entry(tmp / name) for name in (HNSW_FILE, META_FILE)}
-            full = {"format": INDEX_FORMAT, "version": INDEX_VERSION, **{k: meta[k] for k in META_FIELDS},
-                    "files": files}
+            names = sorted(p.name for p in tmp.iterdir() if p.name != LOCK_FILE and is_regular_file(p))
+            missing = set(fmt.files) - set(names)
+            if missing:
+                raise RuntimeError(f"the {fmt.name} writer did not write {', '.join(sorted(missing))}")
+            files = {name: file_entry(tmp / name) for name in names}
+            extra = {k: v for k, v in meta.items() if k not in (*META_FIELDS, "format", "version", "index_format",
+                                                                 "files")}
+            full = {"format": INDEX_FORMAT, "version": fmt.version, "index_format": fmt.name,
+                    **{k: meta[k] for k in META_FIELDS}, **extra, "files": files}
             atomic_write_json(tmp / INDEX_META, full)
-            for name in (HNSW_FILE, META_FILE):
+            for name in names:
                 fsync_file(tmp / name)
             fsync_dir(tmp)
             final = index_dir / f"gen-{number:06d}"

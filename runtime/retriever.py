@@ -20,6 +20,7 @@ import numpy as np
 from .bundle import Manifest, load_manifest, remove_manifest_temporaries, update_index_section
 from .errors import BundleError
 from .index import SearchResult, VectorIndex
+from .index_formats import DEFAULT_FORMAT
 from .persist import writer_lock
 from .text import TextEncoder
 from .vectors import as_matrix, truncate
@@ -63,6 +64,7 @@ class Retriever:
         cls, bundle_dir: str | Path, *, threads: int | None = None, dim: int | None = None,
         verify: bool | str = True, exact_threshold: int = 2048, optimization: str = "all",
         providers: Sequence[str] | None = None, lazy_image: bool = True, model_format: str = "auto",
+        index_format: str | None = None,
     ) -> Retriever:
         """Verify and open a bundle (and its saved index, if any).
 
@@ -79,23 +81,31 @@ class Retriever:
                 --ort``; opens ~3x faster) when the manifest names one and the image tower from its ``.onnx``
                 (optimised at load for this CPU: faster per image), each falling back to the other file;
                 ``"onnx"`` or ``"ort"`` force one for both towers.
+            index_format: the index format of a new index (:mod:`runtime.index_formats`; default: the manifest's
+                ``index.format``, else ``hnswlib-f32``); a saved index keeps its own, and naming another is an error.
 
         Raises:
-            BundleError: missing/altered files, newer format, dim/space mismatches, unloadable models.
+            BundleError: missing/altered files, newer format, dim/space/index format mismatches, unloadable models,
+                an index format whose library is not installed.
         """
         manifest = load_manifest(bundle_dir, verify=verify)
         try:
             return cls._open(manifest, threads=threads, dim=dim, exact_threshold=exact_threshold,
-                             lazy_image=lazy_image, kwargs={"threads": threads, "optimization": optimization,
-                                                            "providers": providers, "model_format": model_format})
-        finally:
+                             lazy_image=lazy_image, index_format=index_format,
+                             kwargs={"threads": threads, "optimization": optimization, "providers": providers,
+                                     "model_format": model_format})
+        except BaseException:
             if manifest.saved_index is not None:
-                manifest.saved_index.release()  # loaded into memory: writers may remove the generation again
+                manifest.saved_index.release()  # (on success the index holds it while it reads files in place)
+            raise
 
     @classmethod
     def _open(cls, manifest: Manifest, *, threads: int | None, dim: int | None, exact_threshold: int,
-              lazy_image: bool, kwargs: dict[str, Any]) -> Retriever:
+              lazy_image: bool, index_format: str | None, kwargs: dict[str, Any]) -> Retriever:
         saved = manifest.saved_index
+        if saved is not None and index_format is not None and saved.format.name != index_format:
+            raise BundleError(f"the saved index in {saved.directory} is {saved.format.name} but index_format="
+                              f"{index_format!r} was requested; open it as it is or rebuild the index")
         chosen = dim if dim is not None else (saved.meta["dim"] if saved else manifest.index["dim"])
         if chosen not in manifest.allowed_dims:
             raise BundleError(f"dim {chosen} is not one of the bundle's dims {manifest.allowed_dims}")
@@ -117,7 +127,8 @@ class Retriever:
         else:
             cfg = manifest.index
             index = VectorIndex(chosen, space=cfg["space"], M=cfg["M"], ef_construction=cfg["ef_construction"],
-                                ef_search=cfg["ef_search"], exact_threshold=exact_threshold, threads=threads)
+                                ef_search=cfg["ef_search"], exact_threshold=exact_threshold, threads=threads,
+                                format=index_format or cfg.get("format") or DEFAULT_FORMAT)
         logger.debug("opened %s: %d items, dim %d", root, len(index), chosen)
         retriever = cls(manifest, text, None, index, image_loader=image_loader)
         if not lazy_image:
@@ -219,6 +230,10 @@ class Retriever:
     def ef_search(self, value: int) -> None:
         self.index.ef_search = value
 
+    def close(self) -> None:
+        """Release the index files read in place (the retriever must not be used afterwards)."""
+        self.index.close()
+
     def save(self) -> Path:
         """Atomically save the index into the bundle's index folder; returns the new generation folder.
 
@@ -233,9 +248,10 @@ class Retriever:
         index_dir = self.manifest.index_dir
         with writer_lock(index_dir), self._save_lock:  # the file lock first, as in VectorIndex.save
             manifest_index = self.manifest.index
-            if (manifest_index["dim"], manifest_index["space"]) != (self.index.dim, self.index.space):
-                # first index at another Matryoshka dim: record it before the generation appears
-                update_index_section(self.manifest, strict=True, dim=self.index.dim, space=self.index.space)
+            mine = (self.index.dim, self.index.space, self.index.format)
+            if (manifest_index["dim"], manifest_index["space"], manifest_index.get("format", DEFAULT_FORMAT)) != mine:
+                # first index at another Matryoshka dim or format: record it before the generation appears
+                update_index_section(self.manifest, strict=True, dim=mine[0], space=mine[1], format=mine[2])
             saved = self.index.save(index_dir)
             update_index_section(self.manifest, count=saved.meta["count"], ef_search=saved.meta["ef_search"])
             remove_manifest_temporaries(self.manifest.root)

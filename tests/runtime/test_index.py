@@ -54,13 +54,13 @@ def test_automatic_resize():
 def test_deleted_labels_are_reused_and_the_graph_does_not_grow():
     index = _index(20)
     freed = sorted(index.label_of(i) for i in ("v3", "v11", "v5"))
-    slots = index._hnsw.element_count
+    slots = index._backend.element_count
     index.delete(["v3", "v11", "v5"])
     assert len(index) == 17 and "v3" not in index
     new = random_unit(3, DIM, seed=9)
     index.add(["n0", "n1", "n2"], new)
     assert sorted(index.label_of(i) for i in ("n0", "n1", "n2")) == freed
-    assert index._hnsw.element_count == slots
+    assert index._backend.element_count == slots
     for i, vec in enumerate(new):
         assert index.search(vec, k=1, exact=False)[0].id == f"n{i}"
 
