@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edgeret.runtime.index_formats import FORMATS
 from edgeret.runtime.ingest import IngestReport, index_images, index_texts
 from edgeret.runtime.retriever import Retriever
 
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="auto: a tower's .ort twin (compress --ort) when the bundle has one, else its .onnx")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dim", type=int, default=None, help="Matryoshka dim for a new index")
+    parser.add_argument("--index-format", choices=sorted(FORMATS), default=None,
+                        help="format of a new index: hnswlib-f32 (float32 vectors, the default) or faiss-hnsw-sq8 "
+                             "(8-bit codes, memory-mapped; needs pip install 'edgeret[faiss]'); default: the "
+                             "bundle's; a saved index must already be in the format named")
     parser.add_argument("--save-every", type=int, default=1000, metavar="N", help="save after every N added items")
     parser.add_argument("--save-seconds", type=float, default=60.0, metavar="T",
                         help="save at least every T seconds while adding")
@@ -44,7 +49,8 @@ def _summary(report: IngestReport, before: int, after: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run ``edgeret index``; errors propagate to the dispatcher (one line, exit 1)."""
     args = _parser().parse_args(argv)
-    retriever = Retriever.open(args.bundle, threads=args.threads, dim=args.dim, model_format=args.model_format)
+    retriever = Retriever.open(args.bundle, threads=args.threads, dim=args.dim, model_format=args.model_format,
+                               index_format=args.index_format)
     before = len(retriever)
     options = {"batch_size": args.batch_size, "save_every": args.save_every, "save_seconds": args.save_seconds}
     with tqdm(desc="indexing", unit="item", disable=None) as bar:

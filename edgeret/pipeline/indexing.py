@@ -67,7 +67,7 @@ def index_corpus(bundle: Path, target: Path, caches: Sequence[TeacherCache], spe
     """A copy of ``bundle`` at ``target`` (replaced) with the items of ``caches`` in its index; returns ``target``."""
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(bundle, target)
-    retriever = Retriever.open(target, dim=spec.dim)
+    retriever = Retriever.open(target, dim=spec.dim, index_format=spec.format)
     files = target.parent / spec.image_files if spec.image_files else None
     if files is not None:
         files.mkdir(parents=True, exist_ok=True)

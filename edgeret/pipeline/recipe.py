@@ -12,7 +12,8 @@ Sections (paths are relative to the recipe's folder; ``work_dir`` holds every st
 * ``[split]`` ``fractions``, ``seed``, ``max_bad`` for file sources;
 * ``[student]`` ``preset`` and ``set`` (``KEY=VALUE`` overrides, as ``edgeret distill --set``);
 * ``[[variants]]`` ``name``, ``quant`` (fp32 | int8 | int4 | fp16), ``ort``, ``prune``, ``recovery_steps``, ...;
-* ``[index]`` the ``variant`` whose bundle gets an index of the corpus (``split``, ``kinds``), ``queries`` to try;
+* ``[index]`` the ``variant`` whose bundle gets an index of the corpus (``split``, ``kinds``, ``dim``, ``format``:
+  ``hnswlib-f32`` or the compact ``faiss-hnsw-sq8``), ``queries`` to try;
 * ``[report]`` the held-out report (on by default), ``[bench]`` the full side-by-side bench (the demo's).
 """
 
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from edgeret.runtime.errors import BundleError
+from edgeret.runtime.index_formats import index_format, missing_library
 
 BUILTIN_SOURCES = ("openmoji", "wordnet")
 FILE_SOURCES = ("images", "records", "texts")
@@ -86,6 +90,9 @@ class IndexSpec:
     split: str | None = None  # None: every split
     kinds: tuple[str, ...] = ("image", "text")
     dim: int | None = None
+    #: the index format (``hnswlib-f32``, ``faiss-hnsw-sq8``: :mod:`edgeret.runtime.index_formats`); None: the
+    #: bundle's, else ``hnswlib-f32``
+    format: str | None = None
     queries: list[str] = field(default_factory=list)
     #: a folder (in the work folder) where images without a file (built-in renders) are written as PNG, so an app
     #: (or the web demo) can show them: their metadata ``path`` names the file relative to it
@@ -203,7 +210,21 @@ def recipe_from_dict(data: dict[str, Any], path: Path | None = None, base_dir: P
     )
     if recipe.index is not None:
         recipe.variant(recipe.index.variant)
+        _check_index_format(recipe.index.format, f"{where} [index] format")
     return recipe
+
+
+def _check_index_format(name: str | None, where: str) -> None:
+    """An unknown index format, or one whose library is missing, fails the recipe before any stage runs."""
+    if name is None:
+        return
+    try:
+        fmt = index_format(name, where)
+    except BundleError as exc:
+        raise RecipeError(str(exc)) from exc
+    problem = missing_library(fmt)
+    if problem:
+        raise RecipeError(f"{where}: {problem}")
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

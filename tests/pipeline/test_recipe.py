@@ -28,6 +28,7 @@ def test_the_example_and_the_demo_recipes_parse(tmp_path):
     ({"variants": [{"name": "a"}, {"name": "a"}]}, "unique"),
     ({"variants": [{"name": "a", "bits": 3}]}, "unknown key"),
     ({"index": {"variant": "nope"}}, "no variant named"),
+    ({"variants": [{"name": "a"}], "index": {"variant": "a", "format": "usearch-i8"}}, "is not supported"),
     ({"split": {"fractions": [1, 0, 0], "seeds": 1}}, "unknown key"),
 ])
 def test_bad_recipes_are_refused_with_the_field(change, message):

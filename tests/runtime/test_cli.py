@@ -141,3 +141,30 @@ def test_index_jsonl_skips_malformed_records(bundle, tmp_path, capsys):
         assert f"skipped {where}" in captured.err, where
     rows = _search(capsys, bundle, "the moon", "-k", "5")
     assert {r["id"] for r in rows} == {"5", "ok"} and rows[0]["metadata"] == {"text": "the moon"}
+
+
+def test_index_format_option(bundle, tmp_path, capsys):
+    pytest.importorskip("faiss")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("red apple\nblue car\na big dog\n")
+    main(["index", str(bundle), "--texts", str(texts), "--index-format", "faiss-hnsw-sq8"])
+    assert "indexed 3 items" in capsys.readouterr().out
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["index"]["format"] == "faiss-hnsw-sq8"
+    assert _search(capsys, bundle, "blue car", "-k", "1")[0]["id"] == "2"
+    with pytest.raises(SystemExit) as info:  # the saved index is faiss's: naming another format is an error
+        main(["index", str(bundle), "--texts", str(texts), "--index-format", "hnswlib-f32"])
+    assert info.value.code == 1 and "faiss-hnsw-sq8" in capsys.readouterr().err
+
+
+def test_index_format_without_its_library_names_the_extra(bundle, tmp_path, capsys, monkeypatch):
+    from edgeret.runtime import index_formats  # patched: faiss looks uninstalled
+
+    real = index_formats.importlib.util.find_spec
+    monkeypatch.setattr(index_formats.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "faiss" else real(name, *a))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("red apple\n")
+    with pytest.raises(SystemExit) as info:
+        main(["index", str(bundle), "--texts", str(texts), "--index-format", "faiss-hnsw-sq8"])
+    assert info.value.code == 1 and "pip install 'edgeret[faiss]'" in capsys.readouterr().err
