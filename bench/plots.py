@@ -103,26 +103,30 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
 
 
 def ann_plot(summary: dict, path: Path) -> None:
-    """Recall@10 against 1-thread query latency, one curve per size, points labelled with ef_search."""
+    """Recall@10 against 1-thread query latency, one curve per size and index format, points labelled with
+    ef_search."""
     plt = pyplot()
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    styles = {"hnswlib-f32": "-", "faiss-hnsw-sq8": "--"}
     for r in summary["sizes"]:
-        xs = [s["query_ms_p50_1t"] for s in r["sweep"]]
-        ys = [s["recall@10"] for s in r["sweep"]]
-        ax.plot(xs, ys, marker="o", label=f"{r['size']:,} vectors")
-        for s in r["sweep"]:
-            ax.annotate(str(s["ef_search"]), (s["query_ms_p50_1t"], s["recall@10"]), fontsize=7,
-                        xytext=(3, -9), textcoords="offset points")
+        for f in r["formats"]:
+            xs = [s["query_ms_p50_1t"] for s in f["sweep"]]
+            ys = [s["recall@10"] for s in f["sweep"]]
+            ax.plot(xs, ys, marker="o", linestyle=styles.get(f["format"], ":"),
+                    label=f"{f['format']}, {r['size']:,} vectors")
+            for s in f["sweep"]:
+                ax.annotate(str(s["ef_search"]), (s["query_ms_p50_1t"], s["recall@10"]), fontsize=7,
+                            xytext=(3, -9), textcoords="offset points")
     _log_axis(ax, minor_labels=True)
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("query latency p50, 1 thread, ms (log); labels: ef_search")
-    ax.set_ylabel("recall@10 vs exact search")
+    ax.set_ylabel("recall@10 vs exact fp32 search")
     dim = summary["sizes"][0]["dim"]
-    ax.set_title(f"hnswlib M={summary['M']}, ef_construction={summary['ef_construction']}, d={dim}")
+    ax.set_title(f"M={summary['M']}, ef_construction={summary['ef_construction']}, d={dim}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
