@@ -5,7 +5,12 @@ faiss is an optional extra: its cases skip where it is not installed (``make tes
 """
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +21,7 @@ from edgeret.runtime.index import VectorIndex
 from edgeret.runtime.persist import read_saved_index
 from edgeret.runtime.retriever import Retriever
 
-from .conftest import random_unit
+from .conftest import CHILD_CWD, random_unit
 
 FORMATS = ["hnswlib-f32", "faiss-hnsw-sq8"]
 DIM = 32
@@ -194,6 +199,80 @@ def test_readers_open_and_search_while_a_writer_saves(fmt, tmp_path):
             thread.join(timeout=60)
     assert not errors, errors
     assert len(_load(index_dir)) == 700
+
+
+def test_searches_run_while_a_writer_adds_deletes_and_saves(fmt, tmp_path):
+    index, vectors = _filled(fmt, n=600)
+    errors, done, searches = [], threading.Event(), [0, 0, 0]
+    extra = random_unit(300, DIM, seed=13)
+
+    def searcher(slot: int) -> None:
+        try:
+            while not done.is_set():
+                where = {"g": {"lt": 10}} if slot == 2 else None
+                hits = index.search(vectors[slot], k=10, filter=where, exact=(None, False, None)[slot])
+                assert len(hits) == 10 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+                searches[slot] += 1
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(slot,)) for slot in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for batch in range(10):
+            index.add([f"x{batch}-{i}" for i in range(30)], extra[batch * 30 : batch * 30 + 30])
+            index.delete([f"v{100 + batch}"])
+            if batch % 3 == 2:
+                index.save(tmp_path / "index")
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not errors, errors
+    assert all(searches) and len(index) == 600 + 300 - 10
+    assert len(_load(tmp_path / "index")) == 600 + 270 - 9
+
+
+KILLED_WRITER = r"""
+import sys
+import numpy as np
+from edgeret.runtime.index import VectorIndex
+from edgeret.runtime.persist import read_saved_index
+
+folder, fmt = sys.argv[1], sys.argv[2]
+saved = read_saved_index(folder)
+index = VectorIndex(32, format=fmt) if saved is None else VectorIndex.load(saved)
+rng = np.random.default_rng(len(index))
+index.add([f"k{len(index) + i}" for i in range(600)], rng.standard_normal((600, 32)))
+while True:
+    index.save(folder)
+    print("SAVED", len(index), flush=True)
+    index.add([f"k{len(index)}"], rng.standard_normal((1, 32)))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_writer_killed_during_saves_leaves_a_loadable_index(fmt, tmp_path):
+    folder = tmp_path / "index"
+    for round_ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(folder), fmt], stdout=subprocess.PIPE,
+                                text=True, env=dict(os.environ), cwd=CHILD_CWD)
+        saved = []
+        try:
+            for line in proc.stdout:
+                saved.append(int(line.split()[1]))
+                if len(saved) == 3 + round_:
+                    time.sleep(0.003 * (round_ + 1))  # land inside the next save
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        again = _load(folder)
+        assert again.format == fmt and saved[-1] <= len(again) <= saved[-1] + 1
+        assert len(again.search(random_unit(1, DIM)[0], k=5, exact=False)) == 5
+        again.close()
 
 
 def test_two_writers_merge(fmt, tmp_path):
