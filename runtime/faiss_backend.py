@@ -111,8 +111,8 @@ class FaissSQ8Backend:
             backend._mapped = path
         backend._dead = np.zeros(ntotal, dtype=bool)
         backend._dead[dead] = True
-        sq = meta.get("sq")
-        backend._trained_on = int(sq.get("trained_on", ntotal)) if isinstance(sq, dict) else ntotal
+        trained_on = meta["sq"].get("trained_on") if isinstance(meta.get("sq"), dict) else None
+        backend._trained_on = trained_on if isinstance(trained_on, int) else ntotal  # informational only
         return backend
 
     # ---- state -------------------------------------------------------------------------------
@@ -306,6 +306,8 @@ class FaissSQ8Backend:
             return top_k(labels, self._pending[labels] @ query[0], k)
         if allowed is not None and len(allowed) <= _GATHER_MAX:
             labels, flat = self._gathered(allowed)
+            if not len(labels):
+                return labels, np.empty(0, dtype=np.float32)
             scores, rows = flat.search(query, min(k, len(labels)))
             keep = rows[0] >= 0
             return top_k(labels[rows[0][keep]], scores[0][keep], k)
