@@ -208,11 +208,13 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
         meta["files"]["hnsw.bin"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         (folder / "index.json").write_text(json.dumps(meta), encoding="utf-8")
 
-    def edit_index_json(d: Path) -> None:
-        path = d / "index" / gen / "index.json"
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["version"] = "2.0"
-        path.write_text(json.dumps(data), encoding="utf-8")
+    def edit_index_json(**fields):
+        def apply(d: Path) -> None:
+            path = d / "index" / gen / "index.json"
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data.update(fields)
+            path.write_text(json.dumps(data), encoding="utf-8")
+        return apply
 
     cases = {
         "newer-major": (edit_manifest(lambda m: m.update(version="2.0")), "newer than this runtime supports"),
@@ -225,7 +227,8 @@ def _tampered(bundle: Path, out: Path) -> list[dict[str, str]]:
         "index-sha256": (flip(f"index/{gen}/hnsw.bin"), "sha256"),
         "missing": (lambda d: (d / manifest["image_encoder"]["preprocessor"]).unlink(), "missing"),
         "no-manifest": (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
-        "index-version": (edit_index_json, "not supported"),
+        "index-version": (edit_index_json(version="2.0"), "not supported"),
+        "index-format": (edit_index_json(index_format="annoy-f16"), "is not supported by this runtime"),
         "hnsw-link": (bad_link, "links to element"),
         "index-missing": (lambda d: shutil.rmtree(d / "index"), "is missing"),
     }

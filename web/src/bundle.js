@@ -300,6 +300,11 @@ export async function readSavedIndex(source, indexPath, verify) {
     throw new BundleError(`${where}: index format version ${JSON.stringify(meta.version)} is not supported ` +
       `(this runtime reads ${INDEX_VERSION.split('.')[0]}.x)`);
   }
+  const indexFormat = meta.index_format ?? 'hnswlib-f32'; // absent: written before formats existed
+  if (indexFormat !== 'hnswlib-f32') {
+    throw new BundleError(`${where}: index format ${JSON.stringify(indexFormat)} is not supported by this runtime ` +
+      '(it reads hnswlib-f32; save the index with the default format for web apps)');
+  }
   const missing = ['space', 'dim', 'M', 'ef_construction', 'ef_search', 'count', 'next_label', 'files'].filter((k) => !(k in meta));
   if (missing.length) throw new BundleError(`${where}: missing field(s) ${missing.join(', ')}`);
   const lacking = ['hnsw.bin', 'meta.sqlite'].filter((f) => !(f in meta.files));
