@@ -1,7 +1,8 @@
 """Every runtime guarantee for every index format (hnswlib-f32 and faiss-hnsw-sq8): round trip, recall, deletes,
 compaction, filters, Matryoshka dims, readers during saves, merging writers, refusal of unknown formats.
 
-faiss is an optional extra: its cases skip where it is not installed (``make test-runtime-base``).
+faiss is an optional extra: its cases skip where it is not installed (``make test-runtime-base``). The cases marked
+``arm64`` (a few seconds under emulation, both formats) also run in the emulated aarch64 guest (``make arm64``).
 """
 
 import json
@@ -149,6 +150,7 @@ def test_filters(fmt, tmp_path):
     assert "v7" not in _top(where, vectors[7], k=10, filter={"g": 7})
 
 
+@pytest.mark.arm64
 def test_matryoshka_dims(fmt, bundle):
     r = Retriever.open(bundle, threads=1, dim=16, index_format=fmt)
     full = random_unit(300, 32, seed=11)
@@ -275,6 +277,7 @@ def test_a_writer_killed_during_saves_leaves_a_loadable_index(fmt, tmp_path):
         again.close()
 
 
+@pytest.mark.arm64
 def test_two_writers_merge(fmt, tmp_path):
     index, vectors = _filled(fmt, n=400)
     index_dir = tmp_path / "index"
@@ -294,6 +297,7 @@ def test_two_writers_merge(fmt, tmp_path):
         assert _top(merged, extra[i], k=1, exact=False) == [("a" if i < 10 else "b") + str(i % 10)]
 
 
+@pytest.mark.arm64
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(BundleError, match="not supported by this runtime"):
         VectorIndex(DIM, format="usearch-i8")
@@ -312,6 +316,7 @@ def test_unknown_format_is_refused(tmp_path):
         read_saved_index(tmp_path / "index")
 
 
+@pytest.mark.arm64
 def test_a_missing_library_names_the_extra(monkeypatch):
     real = index_formats.importlib.util.find_spec
     monkeypatch.setattr(index_formats.importlib.util, "find_spec",
@@ -320,6 +325,7 @@ def test_a_missing_library_names_the_extra(monkeypatch):
         VectorIndex(DIM, format="faiss-hnsw-sq8")
 
 
+@pytest.mark.arm64
 def test_faiss_refuses_l2():
     pytest.importorskip("faiss")
     with pytest.raises(ValueError, match="not 'l2'"):

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tools.arm64 import cli, compare, guest, hnsw, host_tools, results, rootfs, wheels, workload
-from tools.arm64.guest_worker import run_job
+from tools.arm64 import cli, compare, formats, guest, hnsw, host_tools, results, rootfs, wheels, workload
+from tools.arm64.guest_worker import OWN_INPUT_MODES, SHARED_INPUT_MODES, run_job
 from tools.arm64.shell import Arm64Error, Stamps, Timer, cached_step, fingerprint
 
 FIXTURE_BUNDLE = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "tiny_bundle"
@@ -119,6 +119,16 @@ def test_guest_packages_are_pinned_to_the_host_versions():
     dists = [SimpleNamespace(metadata={"Name": n}, version=v) for n, v in
              [("Pillow", "13.0.0"), ("torch", "2.13.0+cpu"), ("numpy", "2.4.6"), ("numpy", "2.4.6"), (None, "1")]]
     assert wheels.host_constraints(dists) == ["numpy==2.4.6", "Pillow==13.0.0"]  # no local versions, no duplicates
+
+
+def test_the_guest_gets_every_index_format_library_at_the_host_version():
+    from edgeret.runtime.index_formats import FORMATS  # the formats the harness checks
+
+    libraries = {"hnswlib"} | {fmt.requirement.split(">")[0] for fmt in FORMATS.values() if fmt.requirement}
+    assert libraries - {"hnswlib"} <= set(wheels.GUEST_PACKAGES)  # hnswlib: cross-compiled (tools.arm64.hnsw)
+    assert "faiss-cpu" in libraries and f"faiss-cpu=={metadata.version('faiss-cpu')}" in wheels.pinned(
+        wheels.GUEST_PACKAGES)
+    assert "faiss" in guest.probe_command()[1] and "faiss-cpu" in guest.probe_command()[1]
 
 
 def test_pip_commands_select_aarch64_cpython311_wheels_only(tmp_path):
@@ -231,8 +241,11 @@ def _report(**overrides) -> dict:
     topk = {"queries": 4, "identical": 4, "agreement": 1.0, "mean_overlap": 1.0, "max_score_diff": 1e-7,
             "max_rank_score_diff": 1e-7, "first_difference": None}
     timings = {"import": 0.5, "open": 0.1, "embed_texts": 0.2, "total": 1.0}
+    fmt = {"index": {"items": 6, "generation_bytes": 6000},
+           "topk": {m: dict(topk) for m in (*SHARED_INPUT_MODES, *OWN_INPUT_MODES)}}
     row = {"bundle": "b", "text": dict(tower), "image": dict(tower), "index": {"items": 6},
            "topk": {k: dict(topk) for k in results.QUERY_KINDS},
+           "formats": {"hnswlib-f32": fmt, "faiss-hnsw-sq8": json.loads(json.dumps(fmt))},
            "timings_s": {"x86": timings, "arm64": {k: 10 * v for k, v in timings.items()}}}
     report = {"command": "python -m tools.arm64", "created": "now", "mode": "full", "bundles": [row],
               "guest": {"emulator": "qemu 7.2", "cpu": "cortex-a72", "cpuinfo": "4 cores", "python": "3.11.2",
@@ -258,6 +271,10 @@ def test_failures_pass_a_clean_report():
     ("bundles.0.image.ok", False, "image embedding(s) below cosine"),
     ("bundles.0.topk.vector.agreement", 0.75, "answered 75.0% of the x86-made vector queries"),
     ("bundles.0.topk.text.mean_overlap", 0.9, "text queries' top-10 overlap x86's by 90.0%"),
+    ("bundles.0.topk.vector.max_rank_score_diff", 3e-5, "vector queries: scores differ by up to 3.0e-05"),
+    ("bundles.0.formats.faiss-hnsw-sq8.topk.exact.agreement", 0.5, "faiss-hnsw-sq8: 50.0% of the x86-made exact"),
+    ("bundles.0.formats.faiss-hnsw-sq8.topk.filtered.max_rank_score_diff", 1e-3, "filtered queries: scores differ"),
+    ("bundles.0.formats.hnswlib-f32.topk.image.mean_overlap", 0.5, "hnswlib-f32: image queries' top-10 overlap"),
     ("tests.failed", 2, "2 failed"),
     ("tests.passed", 0, "0 passed"),
 ])
@@ -279,6 +296,9 @@ def test_results_files_are_written(tmp_path):
     text = md_path.read_text()
     assert text.startswith("# ARM64 (emulated cortex-a72) vs x86: PASS") and "| b | text | 3 | 0.999950" in text
     assert "| b | import | 0.500 | 5.000 | 10x |" in text and "5 passed, 0 failed" in text
+    assert "| b | faiss-hnsw-sq8 | 6 | 1000 | 4/4 | 4/4 | 4/4 | 1.0e-07 | 1.000 | 1.000 |" in text
+    del report["bundles"][0]["formats"]  # a report written before formats were checked
+    assert "Every index format" not in results.markdown(report)
     failed = results.markdown(_report(ok=False, failures=["b: broken"]))
     assert failed.startswith("# ARM64 (emulated cortex-a72) vs x86: FAIL: b: broken")
 
@@ -338,6 +358,25 @@ def test_worker_reproduces_the_x86_index_on_the_fixture_bundle(tmp_path):
     assert compare.cosine_summary(items.text_ids, texts_a, texts_b)["min_cosine"] > 0.999999
     assert all(compare.topk_agreement(first["topk"][k], second["topk"][k])["agreement"] == 1.0
                for k in results.QUERY_KINDS)
+
+
+def test_every_index_format_is_saved_from_the_bundle_vectors_and_answered_by_the_worker(tmp_path):
+    items = workload.prepare_workload("synthetic", 12, tmp_path / "items")
+    shutil.copytree(FIXTURE_BUNDLE, tmp_path / "bundle")
+    workload.index_on_host(tmp_path / "bundle", items, 4, 1, tmp_path / "q.npy")
+    built = formats.save_formats(tmp_path / "bundle", items, tmp_path / "formats", 1)
+    assert set(built) == {"hnswlib-f32", "faiss-hnsw-sq8"} and all(b["items"] == 24 for b in built.values())
+    job = workload.make_job(cli.REPO, tmp_path / "bundle", items, 4, 1, tmp_path / "q.npy", tmp_path / "out")
+    runs = [run_job({**job, "formats": formats.job_entries(built), "out": str(tmp_path / name)}) for name in "ab"]
+    hnsw_f32, first = runs[0]["formats"]["hnswlib-f32"], runs[0]["formats"]["faiss-hnsw-sq8"]
+    assert set(first) == {*SHARED_INPUT_MODES, *OWN_INPUT_MODES}
+    assert [ids[0] for ids in hnsw_f32["vector"]["ids"]] == items.text_ids[:4] + items.image_ids[:4]
+    assert first["vector"]["ids"] == first["exact"]["ids"]  # 24 items: the graph finds what exact search does
+    assert all(i in items.image_ids for ids in first["filtered"]["ids"] for i in ids)  # the filter keeps images
+    compared = formats.compare_formats(built, *runs)
+    assert all(t["agreement"] == 1.0 and t["max_rank_score_diff"] <= compare.SCORE_TOLERANCE
+               for fmt in compared.values() for t in fmt["topk"].values())
+    assert compared["faiss-hnsw-sq8"]["index"]["generation_bytes"] > 0
 
 
 def test_cli_defaults_for_full_and_reduced_modes():

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeret.data.results import invocation, machine_info, now_iso, package_versions
 
-from . import compare, guest, hnsw, results, rootfs, wheels, workload
+from . import compare, formats, guest, hnsw, results, rootfs, wheels, workload
 from .host_tools import ensure_host_tools
 from .shell import Arm64Error, Stamps, Timer, cached_step, fingerprint, run
 
@@ -117,7 +119,7 @@ def prepare_guest(layout: Layout, timer: Timer) -> guest.Guest:
     requirements = wheels.pinned(wheels.GUEST_PACKAGES)
     cached_step(stamps, timer, "site", fingerprint(requirements, wheels.PLATFORMS),
                 lambda: wheels.build_site(requirements, layout / "wheels", layout.site, layout.logs),
-                outputs=[layout.site / "onnxruntime"])
+                outputs=[layout.site / "onnxruntime", layout.site / "faiss"])
     build = hnsw.HnswBuild(layout / "hnswlib", hnsw.host_hnswlib_version())
     includes = rootfs.python_include_dirs(layout.dev)
     cached_step(stamps, timer, "hnswlib", fingerprint(build.version, hnsw.TARGET_FLAGS, str(tools.cxx)),
@@ -150,27 +152,33 @@ def run_worker(cmd: list[str], job: dict[str, Any], job_path: Path, log: Path, w
     return result
 
 
-def check_bundle(bundle: Path, layout: Layout, vm: guest.Guest, items: workload.Workload,
-                 args: argparse.Namespace) -> dict[str, Any]:
-    """Index on x86, then embed + search the saved index on x86 and in the guest; compare the two."""
-    import numpy as np
-
-    work = layout.work / bundle.name
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(bundle, work / "bundle")
-    vectors = work / "query_vectors.npy"
-    index = workload.index_on_host(work / "bundle", items, args.queries, args.threads, vectors)
+def run_both(work: Path, vm: guest.Guest, job: dict[str, Any], log_dir: Path) -> dict[str, dict[str, Any]]:
+    """Run the worker's ``job`` on x86 (the host's Python) and in the guest; returns both results by machine."""
     runs = {}
     for name in ("x86", "arm64"):
-        job = workload.make_job(REPO, work / "bundle", items, args.queries, args.threads, vectors, work / name)
         job_path = work / f"job-{name}.json"
         if name == "x86":
             cmd, env = [sys.executable, str(WORKER), str(job_path)], None
         else:
             cmd, env = vm.command([str(WORKER), str(job_path)]), vm.environment()
-        logger.info("%s: embedding and searching on %s", bundle.name, name)
-        runs[name] = run_worker(cmd, job, job_path, layout.logs / f"worker-{bundle.name}-{name}.log",
-                                f"{name} worker on {bundle.name}", env)
+        logger.info("%s: embedding and searching on %s", work.name, name)
+        runs[name] = run_worker(cmd, {**job, "out": str(work / name)}, job_path,
+                                log_dir / f"worker-{work.name}-{name}.log", f"{name} worker on {work.name}", env)
+    return runs
+
+
+def check_bundle(bundle: Path, layout: Layout, vm: guest.Guest, items: workload.Workload,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Index on x86 (in the bundle, and in every index format), then embed + search the saved indexes on x86 and
+    in the guest; compare the two."""
+    work = layout.work / bundle.name
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(bundle, work / "bundle")
+    vectors = work / "query_vectors.npy"
+    index = workload.index_on_host(work / "bundle", items, args.queries, args.threads, vectors)
+    built = formats.save_formats(work / "bundle", items, work / "formats", args.threads)
+    job = workload.make_job(REPO, work / "bundle", items, args.queries, args.threads, vectors, work / "x86")
+    runs = run_both(work, vm, {**job, "formats": formats.job_entries(built)}, layout.logs)
     x86_dir, arm_dir = work / "x86", work / "arm64"
     row = {
         "bundle": bundle.name, "path": str(bundle),
@@ -180,12 +188,17 @@ def check_bundle(bundle: Path, layout: Layout, vm: guest.Guest, items: workload.
         "index": index,
         "topk": {kind: compare.topk_agreement(runs["x86"]["topk"][kind], runs["arm64"]["topk"][kind])
                  for kind in results.QUERY_KINDS},
+        "formats": formats.compare_formats(built, runs["x86"], runs["arm64"]),
         "timings_s": {name: {**runs[name]["timings_s"], "wall": runs[name]["wall_s"]} for name in runs},
         "guest_versions": runs["arm64"]["versions"],
+        "faiss_build": {name: runs[name].get("faiss_build") for name in runs},
     }
     logger.info("%s: min cosine text %.6f image %.6f; identical top-10 vector %.0f%% text %.0f%% image %.0f%%",
                 bundle.name, row["text"]["min_cosine"], row["image"]["min_cosine"],
                 *(100 * row["topk"][k]["agreement"] for k in results.QUERY_KINDS))
+    for name, fmt in row["formats"].items():
+        logger.info("%s, %s: identical top-10 %s", bundle.name, name,
+                    ", ".join(f"{mode} {100 * t['agreement']:.0f}%" for mode, t in fmt["topk"].items()))
     return row
 
 
@@ -238,7 +251,8 @@ def run_check(args: argparse.Namespace, layout: Layout, timer: Timer) -> dict[st
         with timer.phase("guest-tests"):
             tests = run_guest_tests(layout, vm)
     host = machine_info([args.threads])
-    host["versions"] = package_versions(("edgeret", "numpy", "onnxruntime", "tokenizers", "pillow", "hnswlib"))
+    host["versions"] = package_versions(("edgeret", "numpy", "onnxruntime", "tokenizers", "pillow", "hnswlib",
+                                         "faiss-cpu"))
     return {"mode": "reduced" if args.reduced else "full", "guest": info, "host": host,
             "workload": {"source": items.source, "texts": len(items.texts), "images": len(items.images),
                          "queries": args.queries, "threads": args.threads},
@@ -251,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines report each SIMD module tried
     command = invocation("python -m tools.arm64", argv)
     layout, timer, start = Layout(args.cache_dir.resolve()), Timer(), time.perf_counter()
     try:

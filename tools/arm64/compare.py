@@ -9,6 +9,14 @@ import numpy as np
 
 #: every item's x86 and ARM64 embeddings must have at least this cosine
 MIN_COSINE = 0.999
+#: largest score difference at one rank allowed for x86-made (bit-identical) query vectors, in every index format.
+#: Both machines compute the same float32 dot products of unit vectors, in another summation order (AVX2's 8 lanes
+#: vs NEON's 4, fused multiply-adds or not). On the demo bundle's 384-d vectors a float32 product is within 3.8e-7
+#: of float64's (the worst-case bound d * 2**-24 = 2.3e-5 assumes that no rounding error ever cancels), and x86 and
+#: ARM64 differed by at most 1.1e-6 (hnswlib: scalar loops on ARM, AVX on x86) and 2.4e-7 (faiss, also at 100k
+#: items). A stored vector read differently shifts a score far more: one 8-bit code of ``faiss-hnsw-sq8`` one step
+#: off moves it by range/255 * |q_i|, median 5.5e-5 over dimensions and queries (3e-4 in a query's largest one).
+SCORE_TOLERANCE = 1e-5
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -71,9 +71,9 @@ def probe_command() -> list[str]:
     code = (
         "import json, platform, sys\n"
         "from importlib import metadata\n"
-        "import numpy, onnxruntime, tokenizers, PIL, hnswlib, tqdm\n"
+        "import numpy, onnxruntime, tokenizers, PIL, hnswlib, tqdm, faiss\n"
         "cpu = [l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('CPU part')]\n"
-        "names = ('numpy', 'onnxruntime', 'tokenizers', 'pillow', 'hnswlib', 'tqdm', 'pytest')\n"
+        "names = ('numpy', 'onnxruntime', 'tokenizers', 'pillow', 'hnswlib', 'tqdm', 'faiss-cpu', 'pytest')\n"
         "print(json.dumps({'python': platform.python_version(), 'machine': platform.machine(),\n"
         "    'cpu_parts': cpu, 'versions': {n: metadata.version(n) for n in names}}))\n"
     )

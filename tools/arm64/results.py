@@ -7,7 +7,8 @@ from typing import Any
 
 from edgeret.data.results import markdown_table, write_json
 
-from .compare import MIN_COSINE
+from .compare import MIN_COSINE, SCORE_TOLERANCE
+from .guest_worker import OWN_INPUT_MODES, SHARED_INPUT_MODES
 
 QUERY_KINDS = ("vector", "text", "image")
 #: end-to-end queries (embedded on each machine) may swap near-tied neighbours; their top-10 sets must still overlap
@@ -20,11 +21,39 @@ def _topk_failures(row: dict[str, Any], min_agreement: float, min_overlap: float
     if vector["agreement"] < min_agreement:
         out.append(f"{row['bundle']}: the saved index answered {vector['agreement']:.1%} of the x86-made vector "
                    f"queries identically (needed {min_agreement:.0%}); first difference: {vector['first_difference']}")
+    out += _score_failures(f"{row['bundle']}: the saved index's vector queries", vector)
     for kind in QUERY_KINDS[1:]:
         overlap = row["topk"][kind]["mean_overlap"]
         if overlap < min_overlap:
             out.append(f"{row['bundle']}: {kind} queries' top-10 overlap x86's by {overlap:.1%} on average "
                        f"(needed {min_overlap:.0%}); first difference: {row['topk'][kind]['first_difference']}")
+    return out
+
+
+def _score_failures(what: str, topk: dict[str, Any]) -> list[str]:
+    """Identical inputs must give scores within :data:`SCORE_TOLERANCE` at every rank."""
+    diff = topk.get("max_rank_score_diff")
+    if diff is None or diff <= SCORE_TOLERANCE:
+        return []
+    return [f"{what}: scores differ by up to {diff:.1e} at one rank (allowed {SCORE_TOLERANCE:.0e})"]
+
+
+def _format_failures(row: dict[str, Any], min_agreement: float, min_overlap: float) -> list[str]:
+    """Each index format: x86-made vectors give identical lists and scores, own embeddings overlapping lists."""
+    out = []
+    for name, fmt in row.get("formats", {}).items():
+        where = f"{row['bundle']}, {name}"
+        for mode in SHARED_INPUT_MODES:
+            topk = fmt["topk"][mode]
+            if topk["agreement"] < min_agreement:
+                out.append(f"{where}: {topk['agreement']:.1%} of the x86-made {mode} queries answered identically "
+                           f"(needed {min_agreement:.0%}); first difference: {topk['first_difference']}")
+            out += _score_failures(f"{where}, {mode} queries", topk)
+        for mode in OWN_INPUT_MODES:
+            overlap = fmt["topk"][mode]["mean_overlap"]
+            if overlap < min_overlap:
+                out.append(f"{where}: {mode} queries' top-10 overlap x86's by {overlap:.1%} on average "
+                           f"(needed {min_overlap:.0%})")
     return out
 
 
@@ -38,6 +67,7 @@ def failures(report: dict[str, Any], min_agreement: float = 1.0, min_overlap: fl
                 out.append(f"{row['bundle']}: {summary['below_threshold']} {tower} embedding(s) below cosine "
                            f"{MIN_COSINE} (min {summary['min_cosine']:.6f}, item {summary['worst_item']})")
         out += _topk_failures(row, min_agreement, min_overlap)
+        out += _format_failures(row, min_agreement, min_overlap)
     tests = report.get("tests")
     if tests is not None and (tests["failed"] or tests["errors"] or not tests["passed"]):
         out.append(f"arm64-marked runtime tests under emulation: {tests['passed']} passed, {tests['failed']} failed, "
@@ -72,12 +102,52 @@ def _timing_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for row in report["bundles"]:
         x86, arm = row["timings_s"]["x86"], row["timings_s"]["arm64"]
-        for phase in ("import", "open", "embed_texts", "embed_images", "search_vectors", "search_texts",
-                      "search_images", "total"):
+        for phase in x86:
             rows.append({"bundle": row["bundle"], "phase": phase, "x86 s": x86.get(phase),
                          "arm64 (emulated) s": arm.get(phase),
                          "slowdown": f"{arm[phase] / x86[phase]:.0f}x" if x86.get(phase) else None})
     return rows
+
+
+def _format_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per bundle and index format: identical lists of x86-made queries, overlap of the machines' own."""
+    rows = []
+    for row in report["bundles"]:
+        for name, fmt in row.get("formats", {}).items():
+            cells = {"bundle": row["bundle"], "format": name, "items": fmt["index"]["items"],
+                     "bytes/item": f"{fmt['index']['generation_bytes'] / max(fmt['index']['items'], 1):.0f}"}
+            for mode in SHARED_INPUT_MODES:
+                t = fmt["topk"][mode]
+                cells[f"{mode}: identical"] = f"{t['identical']}/{t['queries']}"
+            diff = max(fmt["topk"][m]["max_rank_score_diff"] or 0.0 for m in SHARED_INPUT_MODES)
+            cells["max score diff"] = f"{diff:.1e}"
+            for mode in OWN_INPUT_MODES:
+                cells[f"{mode}: overlap@10"] = f"{fmt['topk'][mode]['mean_overlap']:.3f}"
+            rows.append(cells)
+    return rows
+
+
+def _faiss_builds(report: dict[str, Any]) -> str:
+    """``x86 OPTIMIZE DD AVX2, arm64 OPTIMIZE DD ARM_NEON`` (faiss's compile options on each machine)."""
+    builds = report["bundles"][0].get("faiss_build") or {}
+    return ", ".join(f"{name} `{value}`" for name, value in builds.items() if value) or "not recorded"
+
+
+def _format_section(report: dict[str, Any]) -> list[str]:
+    """The per-format table (empty for reports written before formats were checked)."""
+    rows = _format_rows(report)
+    if not rows:
+        return []
+    return [
+        "## Every index format: the same vectors saved on x86, searched on both", "",
+        "The bundle index's ids and vectors, with a `kind` field (text / image), saved in each index format on x86 "
+        "and opened on both machines. x86-made vectors (bit-identical inputs) are searched through the graph "
+        "(*vector*), exactly (*exact*) and through the graph keeping the images only (*filtered*): their lists "
+        f"must be identical and their scores within {SCORE_TOLERANCE:.0e} at every rank (*max score diff*, "
+        "the largest of the three). Text and image queries are each machine's own embeddings, through the graph. "
+        f"faiss's kernels: {_faiss_builds(report)}.", "",
+        markdown_table(rows, list(rows[0])), "",
+    ]
 
 
 def _versions(versions: dict[str, str | None]) -> str:
@@ -107,6 +177,7 @@ def markdown(report: dict[str, Any]) -> str:
         markdown_table(_topk_rows(report), [
             "bundle", "index items", *(f"{k} queries" for k in QUERY_KINDS), *(f"{k} overlap@10" for k in QUERY_KINDS),
             *(f"{k} max score diff" for k in QUERY_KINDS)]), "",
+        *_format_section(report),
     ]
     if tests is not None:
         lines += [f"## Runtime tests marked `arm64`, under emulation: {tests['passed']} passed, {tests['failed']} "

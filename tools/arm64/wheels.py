@@ -18,8 +18,9 @@ from .shell import run
 
 logger = logging.getLogger(__name__)
 
-#: the runtime's base dependencies except hnswlib (built from source, see :mod:`tools.arm64.hnsw`), + pytest
-GUEST_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "pillow", "tqdm", "pytest")
+#: the runtime's base dependencies except hnswlib (built from source, see :mod:`tools.arm64.hnsw`), faiss-cpu (the
+#: ``faiss`` extra: the ``faiss-hnsw-sq8`` index format; PyPI has aarch64 wheels of it) and pytest
+GUEST_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "pillow", "tqdm", "faiss-cpu", "pytest")
 GUEST_PYTHON_VERSION = "3.11"
 #: Debian bookworm has glibc 2.36: every manylinux tag up to 2.36 runs there (pip does not expand these itself)
 PLATFORMS = tuple(f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)) + ("manylinux2014_aarch64",)
