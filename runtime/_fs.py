@@ -13,10 +13,16 @@ import json
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError, shorten
+
+#: numpy parses ``.npy`` headers with ``ast.literal_eval``, and CPython's AST constructor is not safe to run in two
+#: threads at once (python/cpython#106905: a spurious ``SystemError: AST constructor recursion depth mismatch``):
+#: every ``.npy`` header this runtime reads is parsed under this lock
+NPY_HEADER_LOCK = threading.Lock()
 
 _CHUNK = 1 << 20
 #: largest JSON file the runtime parses (manifest, index.json, CURRENT, preprocessor.json)

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from . import faiss_file
+from ._fs import NPY_HEADER_LOCK
 from .errors import BundleError
 from .hnsw_backend import top_k
 from .persist import SavedIndex
@@ -362,7 +363,8 @@ def _read_index(path: Path, flags: int) -> Any:
 def _read_tombstones(path: Path, ntotal: int) -> np.ndarray:
     """Sorted, unique int64 labels below ``ntotal`` (BundleError otherwise)."""
     try:
-        dead = np.load(path, allow_pickle=False)
+        with NPY_HEADER_LOCK:
+            dead = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise BundleError(f"{path}: unreadable tombstones ({exc})") from exc
     if dead.dtype != np.int64 or dead.ndim != 1:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fs import NPY_HEADER_LOCK
 from .errors import BundleError, shorten
 from .filter_spec import Step
 
@@ -160,7 +161,8 @@ class FilterColumns:
                 raise self._bad(f"{shorten(name, 60)}: .npy version {version}")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
                 np.lib.format.read_array_header_2_0)
-            shape, fortran, found = read_header(member)
+            with NPY_HEADER_LOCK:
+                shape, fortran, found = read_header(member)
             if len(shape) != 1 or found.newbyteorder("=") != dtype.newbyteorder("=") or found.hasobject:
                 raise self._bad(f"{shorten(name, 60)} is {found} {shape}, expected 1-d {dtype}")
             nbytes = shape[0] * found.itemsize
