@@ -88,6 +88,7 @@ class FaissSQ8Backend:
         self._pending = np.empty((0, dim), dtype=np.float32)  # vectors before training
         self._trained_on = 0
         self._dead = np.zeros(0, dtype=bool)
+        self._n_dead = 0  # self._dead.sum(), kept so that a query costs nothing per element
         self._mapped: Path | None = None  # the file a read-only mapped index reads
         self._cache_lock = threading.Lock()
         self._changed()
@@ -112,6 +113,7 @@ class FaissSQ8Backend:
             backend._mapped = path
         backend._dead = np.zeros(ntotal, dtype=bool)
         backend._dead[dead] = True
+        backend._n_dead = int(backend._dead.sum())
         trained_on = meta["sq"].get("trained_on") if isinstance(meta.get("sq"), dict) else None
         backend._trained_on = trained_on if isinstance(trained_on, int) else ntotal  # informational only
         return backend
@@ -223,6 +225,7 @@ class FaissSQ8Backend:
         """Tombstone labels (never returned again; labels that never reached the index are ignored)."""
         chosen = np.asarray(labels, dtype=np.int64)
         self._dead[chosen[(chosen >= 0) & (chosen < len(self._dead))]] = True
+        self._n_dead = int(self._dead.sum())
         self._changed()
 
     def compacted(self, live: np.ndarray) -> FaissSQ8Backend:
@@ -263,7 +266,7 @@ class FaissSQ8Backend:
 
     def _live_selector(self) -> tuple[Any, np.ndarray] | None:
         """A selector excluding the tombstones, or ``None`` when there are none."""
-        if not self._dead.any():
+        if not self._n_dead:
             return None
         with self._cache_lock:
             if self._not_dead is None:
@@ -284,7 +287,7 @@ class FaissSQ8Backend:
         """Graph search (``allowed``: sorted labels to keep); ``None`` when fewer than ``k`` are found."""
         if self._index is None:
             return None  # not trained yet: the vectors are searched exactly
-        ef, live = self._ef, self.ntotal - int(self._dead.sum())
+        ef, live = self._ef, self.ntotal - self._n_dead
         if allowed is None:
             chosen = self._live_selector()
             selector = None if chosen is None else chosen[0]
