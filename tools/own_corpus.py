@@ -54,13 +54,13 @@ def write_corpus(root: Path, renders: int = 3, size: int = 224) -> int:
     return len(lines)
 
 
-def recipe(root: Path, work: Path, head: Path, preset: str) -> dict[str, Any]:
+def recipe(root: Path, work: Path, head: Path, preset: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """The build recipe over the corpus in ``root``."""
     return {
         "name": "emoji-files", "work_dir": str(work),
         "teacher": {"name": "standin", "head_path": str(head)},
         "sources": [{"type": "records", "path": str(root / "captions.jsonl")}],
-        "student": {"preset": preset},
+        "student": {"preset": preset, "set": list(overrides or [])},
         "variants": [{"name": "int8", "quant": "int8", "ort": True}],
         "index": {"variant": "int8", "out": "searchable", "queries": ["a red heart", "the flag of Japan"]},
         "report": {"split": "test", "sample": None},
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="the stand-in's image head (fitted there, and counted in the build, when missing)")
     parser.add_argument("--renders", type=int, default=3, help="renders per emoji")
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="preset overrides, as edgeret distill --set (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="start the build from nothing (the corpus is kept)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     head_existed = args.head_path.is_file()
     start = time.perf_counter()
-    result = run_build(recipe_from_dict(recipe(args.root / "files", work, args.head_path, args.preset)))
+    result = run_build(recipe_from_dict(recipe(args.root / "files", work, args.head_path, args.preset,
+                                                   args.overrides)))
     build_s = time.perf_counter() - start
     summary = {
         "command": invocation("python -m tools.own_corpus", argv), "created": now_iso(),
