@@ -41,3 +41,14 @@ def test_runtime_search_never_imports_torch(bundle):
                          cwd=CHILD_CWD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO-TORCH")
+
+
+def test_the_install_has_one_import_name(tmp_path):
+    """Outside the checkout, the distribution installs ``edgeret`` and none of the folders' own names."""
+    probe = ("import importlib.util as u, edgeret; "
+             "print([n for n in ('runtime', 'data', 'distill', 'compress', 'bench') if u.find_spec(n)]); "
+             "print(edgeret.__version__)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]" and out[1]
