@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment-copies", type=int, default=defaults.augment_copies,
                         help="augmented renders per train emoji")
     parser.add_argument("--wordnet-train", type=int, default=defaults.wordnet_train,
-                        help="WordNet train synsets to cache")
+                        help="WordNet train synsets to cache (default: all 24,111)")
     parser.add_argument("--preset", default=defaults.preset, help="distillation preset")
     parser.add_argument("--limit", type=int, help="only the first N items per split (a quick smoke run)")
     parser.add_argument("--force", action="store_true", help="recompute every stage")

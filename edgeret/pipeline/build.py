@@ -159,7 +159,8 @@ def _bundle(variant: VariantSpec, target: Path, recipe: Recipe, caches: list[Tea
     pruning = None
     if variant.prune > 0:
         pruning = Pruning(PruneConfig(ratio=variant.prune, score=variant.prune_score), caches,
-                          dataclasses.replace(RECOVERY_TRAIN, epochs=variant.recovery_epochs), variant.recovery_steps)
+                          dataclasses.replace(RECOVERY_TRAIN, epochs=variant.recovery_epochs), variant.recovery_steps,
+                          keep_dir=recipe.work_dir / "pruned")
     calibration = None if builtin_only else Calibration.from_caches(caches)
     evalsets = None if builtin_only else [e for c in caches if c.items for e in
                                           table_eval_sets(c.items, c.corpus_name, "val", 500)]

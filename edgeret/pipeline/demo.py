@@ -1,8 +1,8 @@
 """The embedded default, end to end, on the offline data (``edgeret demo``): the packaged ``demo`` recipe.
 
 stand-in teacher (image head fitted on the train split) -> teacher caches (OpenMoji, WordNet) -> teacher
-quality -> distil the default student -> compress (fp32, pruned, INT8, INT4 bundles) -> index the test emoji
-into the INT8 bundle and search it -> bench (the accuracy/latency table). The same code as ``edgeret build``;
+quality -> distil the default student -> compress (fp32, pruned, INT8, pruned INT8, INT4 bundles) -> index the
+test emoji into the INT8 bundle and search it -> bench (the accuracy/latency table). The same code as ``edgeret build``;
 every stage reuses its outputs in ``work_dir`` unless ``force``.
 """
 
@@ -24,7 +24,7 @@ class DemoConfig:
     work_dir: Path = Path("artifacts")
     results: Path = Path("bench/results")
     augment_copies: int = 4
-    wordnet_train: int = 8000
+    wordnet_train: int | None = None  # None: every WordNet train synset (24,111)
     preset: str = "default"
     limit: int | None = None
     force: bool = False

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +20,9 @@ from edgeret.distill.cache import TeacherCache
 from edgeret.distill.loop import TrainSettings
 from edgeret.distill.pruning.prune import PruneConfig
 from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover
-from edgeret.distill.student import load_student
+from edgeret.distill.student import DualEncoder, load_student, save_student
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +33,40 @@ class Pruning:
     caches: Sequence[TeacherCache] = ()  # none: no recovery (magnitude scores only)
     train: TrainSettings = field(default_factory=lambda: dataclasses.replace(RECOVERY_TRAIN))
     max_steps: int | None = None
+    keep_dir: Path | None = None  # where the recovered student is kept, for other variants of the same pruning
+
+
+def pruning_key(checkpoint: str | Path, pruning: Pruning) -> str:
+    """A digest of the student checkpoint's weights and config and of the pruning and recovery settings."""
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        with open(Path(checkpoint) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    settings = {"prune": dataclasses.asdict(pruning.config), "train": dataclasses.asdict(pruning.train),
+                "max_steps": pruning.max_steps, "caches": [str(c.path) for c in pruning.caches]}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tuple[DualEncoder, dict[str, Any]]:
+    """The pruned and recovered student and its report: made in ``work``, or loaded from ``pruning.keep_dir``
+    when a variant with the same checkpoint and settings made it before (and kept there when made)."""
+    kept = pruning.keep_dir / pruning_key(checkpoint, pruning) if pruning.keep_dir is not None else None
+    if kept is not None and (kept / "prune_report.json").is_file():
+        logger.info("reusing the pruned and recovered student in %s", kept)
+        return load_student(kept), json.loads((kept / "prune_report.json").read_text(encoding="utf-8"))
+    model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches, train=pruning.train,
+                                      loss=RECOVERY_LOSS, max_steps=pruning.max_steps, work_dir=work)
+    if kept is None:
+        return model, report
+    staging = kept.with_name(kept.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_student(model, staging)
+    (staging / "prune_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    shutil.rmtree(kept, ignore_errors=True)
+    staging.replace(kept)
+    return load_student(kept), report  # as a later variant will load it
 
 
 def compress_student(checkpoint: str | Path, out: str | Path, options: CompressOptions,
@@ -39,7 +79,5 @@ def compress_student(checkpoint: str | Path, out: str | Path, options: CompressO
         return build_bundle(checkpoint, out, options, calibration=calibration, evalsets=evalsets)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}-prune-", dir=Path(out).parent) as work:
-        model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches,
-                                          train=pruning.train, loss=RECOVERY_LOSS, max_steps=pruning.max_steps,
-                                          work_dir=work)
+        model, report = pruned_student(checkpoint, pruning, Path(work))
         return build_bundle(model, out, options, prune_report=report, calibration=calibration, evalsets=evalsets)

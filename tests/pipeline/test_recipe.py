@@ -14,7 +14,8 @@ def test_the_example_and_the_demo_recipes_parse(tmp_path):
     assert [s["type"] for s in example.sources] == ["images", "records"] and example.index.variant == "int8"
     assert example.work_dir.name == "my-photos" and example.student.set == ["train.epochs=6"]
     demo = demo_recipe(DemoConfig(work_dir=tmp_path / "a", limit=3))
-    assert [v.name for v in demo.variants] == ["student-fp32", "student-pruned", "student-int8", "student-int4"]
+    assert [v.name for v in demo.variants] == ["student-fp32", "student-pruned", "student-int8", "student-pruned-int8",
+                                                   "student-int4"]
     assert demo.work_dir == tmp_path / "a" and all(s["limit"] == 3 for s in demo.sources)
     assert demo.bench.enabled and not demo.report.enabled and demo.index.kinds == ["image"]
 
