@@ -52,7 +52,7 @@ from .records import (
     read_jsonl,
     read_text_file,
 )
-from .splits import split_of
+from .splits import SPLITS, split_of
 
 __all__ = [
     "BAD_FLOOR", "DEFAULT_FRACTIONS", "DEFAULT_MAX_BAD", "DEFAULT_QUERY_INSTRUCTION", "DEFAULT_SEED", "BadRecord",
@@ -78,10 +78,12 @@ RULES_VERSION = 1
 
 @dataclass(frozen=True)
 class _FileSource:
-    """A file or folder to read; ``name`` defaults to the file or folder name."""
+    """A file or folder to read; ``name`` defaults to the file or folder name. ``split`` puts every record
+    without a ``split`` of its own into that split (``train`` for data that only feeds distillation)."""
 
     path: str | os.PathLike[str]
     name: str | None = None
+    split: str | None = None
     kind: ClassVar[str] = ""
 
     @property
@@ -97,13 +99,16 @@ class _FileSource:
 
     def describe(self) -> dict[str, Any]:
         """What identifies the source in corpus metadata."""
-        return {"kind": self.kind, "path": str(self.resolved()), "name": self.source_name}
+        described = {"kind": self.kind, "path": str(self.resolved()), "name": self.source_name}
+        return described if self.split is None else {**described, "split": self.split}
 
     def check(self) -> None:
         """Raise FileNotFoundError/ValueError for a missing path or a bad name (before anything is read)."""
         name = self.source_name
         if not isinstance(name, str) or not name.strip() or ":" in name:
             raise ValueError(f"source {os.fspath(self.path)!r}: name {name!r} must be a non-empty string without ':'")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"source {os.fspath(self.path)!r}: split {self.split!r} is not one of {', '.join(SPLITS)}")
         want_dir = self.kind == "images"
         path = self.resolved()
         if not (path.is_dir() if want_dir else path.is_file()):
@@ -299,6 +304,8 @@ class _Scan:
                 continue
             bar.update()
             if isinstance(found, Record):
+                if spec.split is not None and found.split is None:
+                    found = found._replace(split=spec.split)
                 rows = record_rows(name, found, instruction=instruction, fractions=self.fractions, seed=self.seed)
                 self.pending.append((name, (found, rows)))
             else:

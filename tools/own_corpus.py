@@ -75,7 +75,7 @@ def recipe(root: Path, work: Path, head: Path, preset: str, overrides: list[str]
     """The build recipe over the corpus in ``root`` (and the unlabeled ``notes`` text file, when given)."""
     sources: list[dict[str, Any]] = [{"type": "records", "path": str(root / "captions.jsonl")}]
     if notes is not None:
-        sources.append({"type": "texts", "path": str(notes)})
+        sources.append({"type": "texts", "path": str(notes), "split": "train"})  # distillation only: none held out
     return {
         "name": "emoji-files", "work_dir": str(work),
         "teacher": {"name": "standin", "head_path": str(head)},

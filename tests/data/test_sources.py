@@ -214,6 +214,18 @@ def test_splits_are_stable_shared_by_a_group_and_explicit_ones_win(user: Path) -
     assert any(other[i].split != first[i].split for i in first)
 
 
+def test_a_source_split_holds_its_records_unless_they_say_otherwise(user: Path) -> None:
+    specs = [RecordsSource(user / "captions" / "captions.jsonl", split="train"), TextsSource(user / "notes.txt",
+                                                                                           split="train")]
+    items = _by_id(scan_sources(specs, progress=False, max_bad=0.5))
+    assert items["captions.jsonl:blue:image"].split == "test" and items["captions.jsonl:L11"].split == "val"
+    assert {it.split for i, it in items.items() if i.startswith("notes.txt:")} == {"train"}
+    assert items["captions.jsonl:L1:image"].split == "train"
+    assert specs[1].describe()["split"] == "train" and "split" not in TextsSource(user / "notes.txt").describe()
+    with pytest.raises(ValueError, match="split 'holdout' is not one of train, val, test"):
+        scan_sources([TextsSource(user / "notes.txt", split="holdout")], progress=False)
+
+
 def test_too_many_bad_records_fail_the_scan_with_the_list(user: Path, tmp_path: Path) -> None:
     with pytest.raises(BadRecordsError) as caught:
         _scan(user, max_bad=0.01)
