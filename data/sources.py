@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,7 +83,7 @@ class _FileSource:
 
     path: str | os.PathLike[str]
     name: str | None = None
-    split: str | None = None
+    split: str | None = field(default=None, kw_only=True)  # keyword-only: subclasses' positional order stays
     kind: ClassVar[str] = ""
 
     @property
