@@ -5,8 +5,8 @@ files in nested folders (``renders/<split>/<emoji>/<k>.png``), and a ``captions.
 one of its emoji's captions (cycling through them) — 1,914 emoji x 3 = 5,742 image-caption pairs by default.
 Records carry the emoji's split, so the held-out pairs are emoji the stand-in teacher's head never saw.
 
-With ``--extra-text N``, a ``notes.txt`` of unlabeled text joins the sources: the lemmas and the gloss of N
-WordNet train synsets, one per line (generic English that a user would take from their own notes or
+With ``--extra-text N``, a ``notes-N.txt`` of unlabeled text joins the sources as train-only: the lemmas and
+the gloss of N WordNet train synsets, one per line (generic English that a user would take from their own notes or
 descriptions); it feeds only feature distillation, no pairs, and none of it is an emoji caption.
 
 Then a recipe (stand-in teacher, default preset, an INT8 variant, an index, the held-out report) runs through
@@ -60,7 +60,8 @@ def write_corpus(root: Path, renders: int = 3, size: int = 224) -> int:
 
 
 def write_notes(root: Path, n_synsets: int) -> Path:
-    """``notes.txt`` under ``root``: lemmas and gloss of the first ``n_synsets`` WordNet train synsets, a line each."""
+    """``notes-<n_synsets>.txt`` under ``root``: lemmas and gloss of the first ``n_synsets`` WordNet train
+    synsets, a line each."""
     path = root / f"notes-{n_synsets}.txt"
     if not path.is_file():
         chosen = synsets("train")[:n_synsets]

@@ -22,6 +22,8 @@ from edgeret.distill.pruning.prune import PruneConfig
 from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover
 from edgeret.distill.student import DualEncoder, load_student, save_student
 
+from .stages import fingerprint
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,15 +40,15 @@ class Pruning:
 
 def pruning_key(checkpoint: str | Path, pruning: Pruning) -> str:
     """A digest of the student checkpoint's weights and config and of the pruning and recovery settings."""
-    digest = hashlib.sha256()
+    files = []
     for name in ("model.safetensors", "config.json"):
+        digest = hashlib.sha256()
         with open(Path(checkpoint) / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    settings = {"prune": dataclasses.asdict(pruning.config), "train": dataclasses.asdict(pruning.train),
-                "max_steps": pruning.max_steps, "caches": [str(c.path) for c in pruning.caches]}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
+        files.append(digest.hexdigest())
+    return fingerprint(files, dataclasses.asdict(pruning.config), dataclasses.asdict(pruning.train),
+                       pruning.max_steps, [str(c.path) for c in pruning.caches])
 
 
 def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tuple[DualEncoder, dict[str, Any]]:
@@ -66,7 +68,7 @@ def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tupl
     (staging / "prune_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     shutil.rmtree(kept, ignore_errors=True)
     staging.replace(kept)
-    return load_student(kept), report  # as a later variant will load it
+    return model, report
 
 
 def compress_student(checkpoint: str | Path, out: str | Path, options: CompressOptions,
