@@ -88,7 +88,8 @@ def _text_int8(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Cal
     if options.embedding_cold_share > 0:
         counts = token_counts(model.tokenizer, cal.training_texts())
         source = work / "text_split.onnx"
-        split = split_embedding(raw, source, counts, cold_share=options.embedding_cold_share)
+        split = split_embedding(raw, source, counts, cold_share=options.embedding_cold_share,
+                                cold_block=options.embedding_cold_block)
         extra["embedding_split"], exclude = split.to_dict(), [split.remap_node]
     return q.quantize_text_int8(source, work / "text_int8.onnx", per_channel=options.per_channel, exclude=exclude)
 

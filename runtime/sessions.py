@@ -29,6 +29,7 @@ def create_session(
     optimization: str = "all",
     providers: Sequence[str] | None = None,
     config: Mapping[str, str] | None = None,
+    disabled_optimizers: Sequence[str] = (),
 ) -> ort.InferenceSession:
     """Open an ``.onnx`` or ``.ort`` model.
 
@@ -38,6 +39,8 @@ def create_session(
         optimization: graph optimisation level: ``disable``, ``basic``, ``extended`` or ``all``.
         providers: execution providers, default ``["CPUExecutionProvider"]``.
         config: extra ``SessionOptions`` config entries (e.g. ``{"session.intra_op.allow_spinning": "0"}``).
+        disabled_optimizers: graph transformers to leave out (e.g. ``["NchwcTransformer"]``, as a portable
+            ``.ort`` twin was made).
 
     Raises:
         BundleError: the file is missing or onnxruntime cannot load it.
@@ -62,7 +65,9 @@ def create_session(
     if not path.is_file():
         raise BundleError(f"model file {path} is missing")
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers or _default()))
+        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers or _default()),
+                                       **({"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers
+                                          else {}))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise BundleError(f"{path.name}: onnxruntime cannot load it ({exc})") from exc
     logger.debug("session %s: threads=%s providers=%s", path.name, threads, session.get_providers())

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from edgeret.compress.bundle import QUANT_MODES, CompressOptions
+from edgeret.compress.embedding_split import COLD_BLOCKS
 from edgeret.distill.cache import load_caches
 from edgeret.distill.pruning.prune import PruneConfig
 from edgeret.distill.pruning.recover import RECOVERY_TRAIN
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", type=Path, help="student checkpoint folder (distill's output)")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced)")
     parser.add_argument("--prune", type=float, default=0.0, help="fraction of heads/FFN neurons/channels to remove")
+    parser.add_argument("--prune-image", type=float, metavar="RATIO",
+                        help="the image tower's fraction of channels to remove (default: --prune; 0 keeps it whole)")
     parser.add_argument("--prune-score", choices=("magnitude", "taylor"), default="magnitude")
     parser.add_argument("--quant", choices=QUANT_MODES, default="fp32")
     parser.add_argument("--block-size", type=int, default=32, help="INT4 block size")
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-cold-share", type=float, default=CompressOptions().embedding_cold_share,
                         help="INT8: share of the vocabulary (rarest tokens in the training texts) whose embedding "
                              "rows are stored at 4 bits (0: all at 8 bits)")
+    parser.add_argument("--embedding-cold-block", type=int, default=CompressOptions().embedding_cold_block,
+                        choices=COLD_BLOCKS, help="INT8: values per scale in the 4-bit embedding rows")
     parser.add_argument("--ort", action="store_true",
                         help="also write ORT-format models (.ort) and required_operators.config for onnxruntime mobile")
     return parser
@@ -63,6 +68,7 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
         agreement_sets=tuple(s for s in args.agreement_sets.split(",") if s),
         agreement_sample=args.agreement_sample, check_agreement=not args.no_agreement,
         keep_work=args.keep_work, ort=args.ort, embedding_cold_share=args.embedding_cold_share,
+        embedding_cold_block=args.embedding_cold_block,
     )
 
 
@@ -71,7 +77,7 @@ def pruning_from_args(args: argparse.Namespace) -> Pruning | None:
     if args.prune <= 0:
         return None
     caches = load_caches([*args.cache, args.openmoji_cache, args.wordnet_cache])
-    return Pruning(PruneConfig(ratio=args.prune, score=args.prune_score), caches,
+    return Pruning(PruneConfig(ratio=args.prune, image_ratio=args.prune_image, score=args.prune_score), caches,
                    dataclasses.replace(RECOVERY_TRAIN, epochs=args.recovery_epochs), args.recovery_steps)
 
 

@@ -137,6 +137,7 @@ def _variant_options(variant: VariantSpec, recipe: Recipe) -> CompressOptions:
     builtin_only = all(s["type"] in BUILTIN_SOURCES for s in recipe.sources)
     return CompressOptions(quant=variant.quant, ort=variant.ort, block_size=variant.block_size,
                            optimize=variant.optimize, embedding_cold_share=variant.embedding_cold_share,
+                           embedding_cold_block=variant.embedding_cold_block,
                            check_agreement=True,
                            agreement_sets=CompressOptions().agreement_sets if builtin_only else ())
 
@@ -158,7 +159,8 @@ def _bundle(variant: VariantSpec, target: Path, recipe: Recipe, caches: list[Tea
             builtin_only: bool) -> Path:
     pruning = None
     if variant.prune > 0:
-        pruning = Pruning(PruneConfig(ratio=variant.prune, score=variant.prune_score), caches,
+        pruning = Pruning(PruneConfig(ratio=variant.prune, image_ratio=variant.prune_image, score=variant.prune_score),
+                          caches,
                           dataclasses.replace(RECOVERY_TRAIN, epochs=variant.recovery_epochs), variant.recovery_steps,
                           keep_dir=recipe.work_dir / "pruned")
     calibration = None if builtin_only else Calibration.from_caches(caches)

@@ -73,10 +73,12 @@ class VariantSpec:
     quant: str = "int8"
     ort: bool = False
     prune: float = 0.0
+    prune_image: float | None = None  # the image tower's ratio (None: ``prune``; 0 keeps it whole)
     prune_score: str = "magnitude"
     recovery_steps: int | None = None
     recovery_epochs: int = 1
-    embedding_cold_share: float = 0.4
+    embedding_cold_share: float = 0.9  # the defaults of compress.bundle.CompressOptions
+    embedding_cold_block: int = 64
     block_size: int = 32
     optimize: bool = True  # offline graph optimisation (the fastest of a few, checked for parity)
 

@@ -51,6 +51,7 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
         "--openmoji-cache", str(caches / "om"), "--wordnet-cache", str(caches / "wn"), "--recovery-steps", "2",
         "--recovery-epochs", "3",
         "--agreement-sets", "wordnet-val-t2t", "--agreement-sample", "40", "--no-optimize", "--ort",
+        "--embedding-cold-share", "0.5", "--embedding-cold-block", "16",
     ])
     manifest = load_manifest(tmp_path / "int8").data
     assert manifest["text_encoder"]["file"] == "text_encoder_int8.onnx"
@@ -63,6 +64,8 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
     assert row["mean_cosine"] > 0.98 and row["top10_overlap"] > 0.7
     saved = json.loads((tmp_path / "int8" / "compress_report.json").read_text())
     assert saved["agreement"][0]["set"] == "wordnet-val-t2t"
+    split = saved["embedding_split"]
+    assert split["cold_block"] == 16 and abs(split["cold_rows"] - split["hot_rows"]) <= 1
     assert report["bundle_bytes"] < 0.4 * fp32["bundle_bytes"]
     retriever = Retriever.open(tmp_path / "int8")
     emb = retriever.embed_texts(TEXTS)
@@ -71,8 +74,17 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
     assert manifest["text_encoder"]["ort_file"] == "text_encoder_int8.ort"
     assert {"text_encoder_int8.ort", "image_encoder_int8.ort", "required_operators.config"} <= set(manifest["files"])
     assert all(p["min_cosine"] >= 0.9999 and p["rows"] > 5 for p in report["ort_parity"].values())
+    # against the .onnx optimised as the twin was made, the same kernels run: the conversion changes nothing
+    assert all(p["max_abs_diff"] <= 1e-5 and p["desktop_min_cosine"] > 0.99 for p in report["ort_parity"].values())
     mobile = Retriever.open(tmp_path / "int8", model_format="ort")
     assert float((mobile.embed_texts(TEXTS) * emb).sum(1).min()) >= 0.9999
+
+
+@pytest.mark.parametrize("bad", [{"embedding_cold_share": 1.0}, {"embedding_cold_share": -0.1},
+                                 {"embedding_cold_block": 48}, {"embedding_cold_block": 8}])
+def test_options_reject_an_impossible_embedding_split(bad):
+    with pytest.raises(ValueError, match="embedding_cold"):
+        CompressOptions(quant="int8", **bad)
 
 
 def test_cli_rejects_unknown_quant(tiny_student_dir, tmp_path):

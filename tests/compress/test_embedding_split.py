@@ -20,7 +20,7 @@ from edgeret.compress.quantize import quantize_text_int8
 VOCAB, DIM = 40, 64
 
 
-@pytest.mark.parametrize("bits, block", [(8, 32), (8, 64), (4, 16), (4, 32)])
+@pytest.mark.parametrize("bits, block", [(8, 32), (8, 64), (4, 16), (4, 32), (4, 64)])
 def test_block_quantisation_round_trip_is_within_half_a_step(bits, block):
     table = np.random.default_rng(bits + block).normal(size=(7, DIM)).astype(np.float32)
     data, scales, zero = quantize_blocks(table, bits, block)

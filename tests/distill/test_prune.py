@@ -47,6 +47,15 @@ def test_zero_ratio_is_identity(tiny_student):
                        atol=1e-6)
 
 
+def test_image_ratio_zero_prunes_the_text_tower_only(tiny_student):
+    pruned = prune_student(tiny_student, PruneConfig(ratio=0.5, image_ratio=0.0))
+    before, after = structure_of(tiny_student), structure_of(pruned)
+    assert after.text_heads == [2, 2] and after.image_hidden == before.image_hidden
+    assert pruned.config.image.head_channels == tiny_student.config.image.head_channels
+    pixels = torch.randn(2, 3, 64, 64)
+    np.testing.assert_allclose(_embed(pruned, pixels)[1], _embed(tiny_student, pixels)[1], atol=1e-6)
+
+
 def test_non_uniform_structure_round_trips_and_exports(tiny_student, tmp_path, real_texts):
     pruned = prune_student(tiny_student, PruneConfig(ratio=0.25, drop_layers=[]))
     keep_heads(pruned.text.bert.encoder.layer[1].attention, [0, 2])  # layer 1: 3 -> 2 heads

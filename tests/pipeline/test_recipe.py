@@ -47,3 +47,12 @@ def test_relative_paths_start_at_the_recipe(tmp_path):
     with pytest.raises(RecipeError, match="not valid JSON"):
         path.write_text("{")
         load_recipe(path)
+
+
+def test_a_variant_defaults_to_compress_options_embedding_split():
+    from edgeret.compress.bundle import CompressOptions
+    from edgeret.pipeline.recipe import VariantSpec
+
+    variant, options = VariantSpec(name="x"), CompressOptions()
+    assert (variant.embedding_cold_share, variant.embedding_cold_block) == \
+        (options.embedding_cold_share, options.embedding_cold_block)

@@ -190,6 +190,14 @@ def test_session_options_are_validated(tmp_path):
         create_session(tmp_path / "junk.onnx")
 
 
+def test_a_session_can_leave_graph_transformers_out(tmp_path):
+    feed = {"input_ids": np.array([[2, 40, 3]], dtype=np.int64), "attention_mask": np.ones((1, 3), dtype=np.int64)}
+    model = FIXTURE_BUNDLE / "text_encoder.onnx"
+    plain = create_session(model, threads=1).run(None, feed)[0]
+    portable = create_session(model, threads=1, disabled_optimizers=["NchwcTransformer"]).run(None, feed)[0]
+    assert np.allclose(plain, portable, atol=1e-5)
+
+
 def test_load_image_returns_decoded_images(tmp_path):
     (tmp_path / "a.gif").write_bytes(_png(_gradient(), "GIF"))
     image = load_image(tmp_path / "a.gif")
