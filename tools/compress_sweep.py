@@ -61,10 +61,15 @@ def row(label: str, report: dict[str, Any]) -> dict[str, Any]:
         "hot/cold rows": f"{split['hot_rows']}/{split['cold_rows']}" if split else "–",
         "recovery steps": recovered.get("steps", "–"),
     }
-    for a in report.get("agreement", []):
-        out[f"{a['set']} R@10"] = round(a["recall@10"], 4)
-        out[f"{a['set']} overlap"] = round(a["top10_overlap"], 4)
+    sets = report.get("agreement", [])
+    out.update({f"{short_name(a['set'])} R@10": round(a["recall@10"], 4) for a in sets})
+    out.update({f"{short_name(a['set'])} overlap": round(a["top10_overlap"], 4) for a in sets})
     return out
+
+
+def short_name(evalset: str) -> str:
+    """A set's name without its corpus (``openmoji-style-test-i2t`` -> ``style-test-i2t``)."""
+    return evalset.split("-", 1)[-1]
 
 
 def add_retention(rows: list[dict[str, Any]], baseline: str) -> None:
@@ -81,10 +86,11 @@ def markdown(summary: dict[str, Any]) -> str:
     """The results as markdown."""
     rows = summary["rows"]
     columns = list(dict.fromkeys(k for r in rows for k in r))
+    note = f": {summary['note']}" if summary.get("note") else ""
     return (f"`{summary['command']}`\n\n{summary['created']} · {summary['machine']['cpu']}\n\n"
-            f"Checkpoint `{summary['checkpoint']}`; R@10 and overlap (top-10 overlap with the same model in fp32) "
-            "per agreement set; bundle bytes as `edgeret compress` counts them (the .onnx models with the tokenizer, "
-            "preprocessor and manifest; mobile: the .ort twins instead).\n\n"
+            f"Checkpoint `{summary['checkpoint']}`{note}. R@10 and overlap (top-10 overlap with the same model in "
+            "fp32) per agreement set; bundle bytes as `edgeret compress` counts them (the .onnx models with the "
+            "tokenizer, preprocessor and manifest; mobile: the .ort twins instead).\n\n"
             + markdown_table(rows, columns) + "\n")
 
 
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline", help="the label whose Recall@10 the others are compared with")
     parser.add_argument("--work", type=Path, default=Path("artifacts/sweep"), help="where the bundles go")
     parser.add_argument("--name", default="compress_sweep", help="results file name (without suffix)")
+    parser.add_argument("--note", default="", help="a line on where the checkpoint comes from (in the results)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         add_retention(rows, args.baseline)
     summary = {"command": invocation("python -m tools.compress_sweep", argv), "created": now_iso(),
                "machine": machine_info([1]), "versions": package_versions(), "checkpoint": args.checkpoint,
-               "rows": rows}
+               "note": args.note, "rows": rows}
     write_json(args.out / f"{args.name}.json", summary)
     (args.out / f"{args.name}.md").write_text(markdown(summary), encoding="utf-8")
     logger.info("wrote %s", args.out / f"{args.name}.md")

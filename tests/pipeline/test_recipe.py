@@ -16,6 +16,7 @@ def test_the_example_and_the_demo_recipes_parse(tmp_path):
     demo = demo_recipe(DemoConfig(work_dir=tmp_path / "a", limit=3))
     assert [v.name for v in demo.variants] == ["student-fp32", "student-pruned", "student-int8", "student-pruned-int8",
                                                    "student-int4"]
+    assert [v.prune_image for v in demo.variants if v.prune] == [0.0, 0.0]  # pruning the text tower only
     assert demo.work_dir == tmp_path / "a" and all(s["limit"] == 3 for s in demo.sources)
     assert demo.bench.enabled and not demo.report.enabled and demo.index.kinds == ["image"]
 

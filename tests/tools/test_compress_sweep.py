@@ -9,7 +9,7 @@ import pytest
 
 from tools.compress_sweep import main, parse_setting
 
-SETS = "wordnet-val-t2t"
+SETS, SHORT = "wordnet-val-t2t", "val-t2t"
 
 
 def test_a_setting_is_a_label_and_compress_arguments():
@@ -27,11 +27,11 @@ def test_sweep_writes_one_row_per_setting_and_reuses_finished_bundles(tiny_stude
             "--setting", f"4bit/16={common} --embedding-cold-share 0.5 --embedding-cold-block 16"]
     summary = main(argv)
     rows = {r["setting"]: r for r in summary["rows"]}
-    assert rows["8bit"]["hot/cold rows"] == "–" and rows["8bit"][f"{SETS} kept"] == 1.0
+    assert rows["8bit"]["hot/cold rows"] == "–" and rows["8bit"][f"{SHORT} kept"] == 1.0
     hot, cold = (int(n) for n in rows["4bit/16"]["hot/cold rows"].split("/"))
     assert abs(hot - cold) <= 1
     assert rows["4bit/16"]["text bytes"] < rows["8bit"]["text bytes"]
-    assert 0.5 <= rows["4bit/16"][f"{SETS} overlap"] <= 1.0
+    assert 0.5 <= rows["4bit/16"][f"{SHORT} overlap"] <= 1.0
     saved = json.loads((tmp_path / "res" / "split.json").read_text())
     assert saved["rows"] == summary["rows"] and "| 4bit/16 |" in (tmp_path / "res" / "split.md").read_text()
     model = tmp_path / "work" / "4bit_16" / "text_encoder_int8.onnx"
