@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_json, confined, file_entry, is_regular_file, read_json, remove_entry
+from ._fs import atomic_write_json, confined, file_entry, is_regular_file, read_json, remove_entry, sha256_file
 from .errors import BundleError, shorten
 from .manifest_check import (
     BUNDLE_FORMAT,
@@ -44,7 +44,7 @@ _PRODUCER_PACKAGES = ("onnxruntime", "onnx", "torch", "tokenizers", "optimum-onn
 
 __all__ = [
     "BUNDLE_FORMAT", "FORMAT_VERSION", "IMAGE_ROLES", "MANIFEST_NAME", "SPACES", "TEXT_ROLES", "BundleError",
-    "Manifest", "load_manifest", "write_manifest",
+    "Manifest", "load_manifest", "sha256_file", "write_manifest",
 ]
 
 

@@ -66,8 +66,7 @@ def create_session(
         raise BundleError(f"model file {path} is missing")
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers or _default()),
-                                       **({"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers
-                                          else {}))
+                                       disabled_optimizers=list(disabled_optimizers) or None)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise BundleError(f"{path.name}: onnxruntime cannot load it ({exc})") from exc
     logger.debug("session %s: threads=%s providers=%s", path.name, threads, session.get_providers())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +20,7 @@ from edgeret.distill.loop import TrainSettings
 from edgeret.distill.pruning.prune import PruneConfig
 from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover
 from edgeret.distill.student import DualEncoder, load_student, save_student
+from edgeret.runtime.bundle import sha256_file
 
 from .stages import fingerprint
 
@@ -40,13 +40,7 @@ class Pruning:
 
 def pruning_key(checkpoint: str | Path, pruning: Pruning) -> str:
     """A digest of the student checkpoint's weights and config and of the pruning and recovery settings."""
-    files = []
-    for name in ("model.safetensors", "config.json"):
-        digest = hashlib.sha256()
-        with open(Path(checkpoint) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        files.append(digest.hexdigest())
+    files = [sha256_file(Path(checkpoint) / name) for name in ("model.safetensors", "config.json")]
     return fingerprint(files, dataclasses.asdict(pruning.config), dataclasses.asdict(pruning.train),
                        pruning.max_steps, [str(c.path) for c in pruning.caches])
 
