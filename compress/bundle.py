@@ -65,10 +65,11 @@ class CompressOptions:
     ort: bool = False  # also write .ort models + required_operators.config (onnxruntime mobile)
     #: INT8 text towers: share of the vocabulary (the rarest tokens of the training texts) whose embedding
     #: rows are stored at 4 bits instead of 8 (compress.embedding_split); 0 keeps every row at 8 bits
-    embedding_cold_share: float = 0.9
-    #: the cold rows' quantisation block (values sharing one float scale and zero point): 32 costs 1.1 bits per
-    #: value in scales and zero points, 64 half that, at a larger rounding error
-    embedding_cold_block: int = 64
+    embedding_cold_share: float = 0.95
+    #: the cold rows' quantisation block (values sharing one float16 scale and a 4-bit zero point): 32 costs 0.6
+    #: bits per value in scales and zero points, 128 a quarter of that, at a larger rounding error
+    #: (bench/results/embedding_split_f16.md: 0.95 / 128 makes the demo's INT8 bundle 9.96 MB)
+    embedding_cold_block: int = 128
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_MODES:

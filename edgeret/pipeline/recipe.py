@@ -77,8 +77,8 @@ class VariantSpec:
     prune_score: str = "magnitude"
     recovery_steps: int | None = None
     recovery_epochs: int = 1
-    embedding_cold_share: float = 0.9  # the defaults of compress.bundle.CompressOptions
-    embedding_cold_block: int = 64
+    embedding_cold_share: float = 0.95  # the defaults of compress.bundle.CompressOptions
+    embedding_cold_block: int = 128
     block_size: int = 32
     optimize: bool = True  # offline graph optimisation (the fastest of a few, checked for parity)
 
