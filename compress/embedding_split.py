@@ -175,16 +175,35 @@ class Tier:
     clip_search: bool = False
 
 
+class NoBlockFits(ValueError):
+    """No block size GatherBlockQuantized takes divides the embedding width (the table cannot be split)."""
+
+
+def fit_block(requested: int, width: int) -> int:
+    """``requested`` if it divides ``width``, else the largest smaller size of :data:`COLD_BLOCKS` that does
+    (else the smallest larger one); raises :class:`NoBlockFits` when none does."""
+    fitting = [b for b in COLD_BLOCKS if width % b == 0]
+    if not fitting:
+        raise NoBlockFits(f"no block size of {COLD_BLOCKS} divides the embedding width {width}")
+    smaller = [b for b in fitting if b <= requested]
+    block = max(smaller) if smaller else min(fitting)
+    if block != requested:
+        logger.warning("embedding split: block %d does not divide the width %d; using %d", requested, width, block)
+    return block
+
+
 def split_embedding(src: str | Path, dst: str | Path, counts: np.ndarray, cold_share: float = 0.4,
                     hot_block: int = 128, cold_block: int = 32) -> SplitReport:
     """Rewrite the embedding Gather of the fp32 graph ``src`` into the hot/cold form; writes ``dst``.
 
     Hot rows: 8 bits, float32 scales. Cold rows: 4 bits, float16 scales, range clipped per block by least
-    squared error. The remap table is int16 when both tiers have fewer than 32768 rows."""
+    squared error. The remap table is int16 when both tiers have fewer than 32768 rows. A block that does
+    not divide the table's width becomes the nearest one that does (:func:`fit_block`; the report has it)."""
     model = onnx.load(str(src))
     node = find_embedding_gather(model, len(counts))
     table_init = next(i for i in model.graph.initializer if i.name == node.input[0])
     table = numpy_helper.to_array(table_init)
+    hot_block, cold_block = fit_block(hot_block, table.shape[1]), fit_block(cold_block, table.shape[1])
     hot, cold = hot_and_cold(counts, cold_share)
     if len(cold) == 0:
         raise ValueError("cold_share leaves no cold rows; use the plain INT8 table")

@@ -9,7 +9,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeret.compress.agreement import OnnxEncoder, agreement
 from edgeret.compress.calibration import builtin_training_texts
 from edgeret.compress.embedding_split import (
+    NoBlockFits,
     dequantize_blocks,
+    fit_block,
     hot_and_cold,
     quantize_blocks,
     split_embedding,
@@ -61,13 +63,35 @@ def test_hot_rows_are_the_most_frequent_tokens():
         hot_and_cold(counts, 1.0)
 
 
+def test_fit_block_takes_the_nearest_block_that_divides_the_width():
+    assert fit_block(128, 384) == 128 and fit_block(128, 96) == 32 and fit_block(64, 312 * 2) == 16
+    assert fit_block(16, 96) == 16 and fit_block(8, 96) == 16  # nothing smaller divides: the smallest that does
+    with pytest.raises(NoBlockFits, match="embedding width 40"):
+        fit_block(32, 40)
+
+
+def test_split_of_a_width_no_block_divides_refuses_and_an_odd_width_adapts(tmp_path):
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 100, VOCAB)
+    odd = _gather_model(tmp_path / "w40.onnx", rng.normal(size=(VOCAB, 40)).astype(np.float32))
+    with pytest.raises(NoBlockFits):
+        split_embedding(odd, tmp_path / "w40_split.onnx", counts, cold_share=0.5)
+    table = rng.normal(size=(VOCAB, 96)).astype(np.float32)
+    report = split_embedding(_gather_model(tmp_path / "w96.onnx", table), tmp_path / "w96_split.onnx", counts,
+                             cold_share=0.5, hot_block=128, cold_block=128)
+    assert (report.hot_block, report.cold_block) == (32, 32)
+    session = ort.InferenceSession(str(tmp_path / "w96_split.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"ids": np.arange(VOCAB, dtype=np.int64)[None]})
+    assert out.shape == (1, VOCAB, 96) and np.abs(out[0] / 2 - table).max() < 0.5
+
+
 def _gather_model(path, table):
     """ids -> Gather(table) -> Mul(2): the table feeds a Gather like a text tower's word embeddings."""
     nodes = [helper.make_node("Gather", ["emb", "ids"], ["rows"], name="/embeddings/word_embeddings/Gather"),
              helper.make_node("Mul", ["rows", "two"], ["out"], name="double")]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, None, DIM])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, None, table.shape[1]])],
         [numpy_helper.from_array(table, "emb"), numpy_helper.from_array(np.array(2.0, np.float32), "two")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
