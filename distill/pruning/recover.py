@@ -3,13 +3,15 @@
 Recovery *is* distillation: the trainer's data loading, batch sampler, loss and loop
 (:func:`edgeret.distill.loop.run_epochs`) with :class:`~edgeret.distill.loop.TrainSettings` and
 :class:`~edgeret.distill.losses.LossConfig` (defaults: :data:`RECOVERY_TRAIN`, :data:`RECOVERY_LOSS`), so it
-optimises exactly the distillation objective. Without caches, pruning still works (weight magnitude
+optimises exactly the distillation objective; callers that know the student's checkpoint pass the loss it was
+trained with (:func:`trained_loss`), and recovery covers its Matryoshka prefixes as training did. Without caches, pruning still works (weight magnitude
 ranking) but there is no recovery.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -26,6 +28,7 @@ from ..flops import size_and_flops
 from ..loop import TrainSettings, forward_batch, run_epochs
 from ..losses import LossConfig, distill_loss
 from ..pairs import load_train_data
+from ..presets import Preset
 from ..sampler import BatchSampler
 from ..student import DualEncoder
 from .importance import magnitude_scores, taylor_scores
@@ -37,8 +40,24 @@ logger = logging.getLogger(__name__)
 #: a short recovery: one epoch at smaller batches and learning rates than training
 RECOVERY_TRAIN = TrainSettings(epochs=1, image_batch=64, text_batch=128, lr_text=1e-4, lr_image=3e-4, lr_proj=3e-4,
                                warmup_frac=0.1, seed=0)
-#: the recovery objective: feature mimicry, affinity mimicking and a contrastive term
-RECOVERY_LOSS = LossConfig(cosine=1.0, affinity=1.0, contrastive=0.1, temperature=0.05)
+#: the recovery objective when the student's own is unknown: the default preset's, feature mimicry and a small
+#: contrastive term. With affinity mimicking (weight 1) as well, one recovery epoch of an *unpruned* demo student
+#: cost it 0.022 of WordNet Recall@10 (0.610 -> 0.588; bench/results/pruned_text.md)
+RECOVERY_LOSS = LossConfig(cosine=1.0, affinity=0.0, contrastive=0.1, temperature=0.05)
+
+
+def trained_loss(checkpoint: str | Path) -> LossConfig | None:
+    """The loss a student checkpoint was distilled with (its ``train_report.json``); None without a report."""
+    path = Path(checkpoint) / "train_report.json"
+    if not path.is_file():
+        return None
+    preset = json.loads(path.read_text(encoding="utf-8")).get("preset")
+    return Preset.from_dict(preset).loss if preset else None
+
+
+def with_matryoshka(loss: LossConfig, model: DualEncoder) -> LossConfig:
+    """``loss`` over the student's Matryoshka dims, as training has it (unless ``loss`` names its own)."""
+    return loss if loss.matryoshka_dims else dataclasses.replace(loss, matryoshka_dims=model.config.matryoshka_dims)
 
 
 def loss_batches(model: DualEncoder, sampler: BatchSampler, n: int) -> Iterator[Callable[[], torch.Tensor]]:
@@ -99,6 +118,7 @@ def prune_and_recover(
         if evalsets:
             report["pruned"]["recall@10"] = quality(pruned, evalsets)
         if caches and train.epochs > 0 and max_steps != 0:
+            loss = with_matryoshka(loss, pruned)
             history = recover(pruned, _sampler(pruned, caches, train, work, prefix=True), work, train, loss,
                               max_steps, progress)
             report["recovered"] = {"steps": len(history), "settings": dataclasses.asdict(train),

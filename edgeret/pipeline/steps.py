@@ -17,8 +17,9 @@ from edgeret.compress.calibration import Calibration
 from edgeret.data.evalset import EvalSet
 from edgeret.distill.cache import TeacherCache
 from edgeret.distill.loop import TrainSettings
+from edgeret.distill.losses import LossConfig
 from edgeret.distill.pruning.prune import PruneConfig
-from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover
+from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover, trained_loss
 from edgeret.distill.student import DualEncoder, load_student, save_student
 from edgeret.runtime.bundle import sha256_file
 
@@ -36,13 +37,19 @@ class Pruning:
     train: TrainSettings = field(default_factory=lambda: dataclasses.replace(RECOVERY_TRAIN))
     max_steps: int | None = None
     keep_dir: Path | None = None  # where the recovered student is kept, for other variants of the same pruning
+    loss: LossConfig | None = None  # none: the loss the student was distilled with, else RECOVERY_LOSS
+
+    def recovery_loss(self, checkpoint: str | Path) -> LossConfig:
+        """The recovery objective for the student at ``checkpoint``."""
+        return self.loss or trained_loss(checkpoint) or RECOVERY_LOSS
 
 
 def pruning_key(checkpoint: str | Path, pruning: Pruning) -> str:
     """A digest of the student checkpoint's weights and config and of the pruning and recovery settings."""
     files = [sha256_file(Path(checkpoint) / name) for name in ("model.safetensors", "config.json")]
     return fingerprint(files, dataclasses.asdict(pruning.config), dataclasses.asdict(pruning.train),
-                       pruning.max_steps, [str(c.path) for c in pruning.caches])
+                       pruning.max_steps, [str(c.path) for c in pruning.caches],
+                       dataclasses.asdict(pruning.recovery_loss(checkpoint)))
 
 
 def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tuple[DualEncoder, dict[str, Any]]:
@@ -53,7 +60,8 @@ def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tupl
         logger.info("reusing the pruned and recovered student in %s", kept)
         return load_student(kept), json.loads((kept / "prune_report.json").read_text(encoding="utf-8"))
     model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches, train=pruning.train,
-                                      loss=RECOVERY_LOSS, max_steps=pruning.max_steps, work_dir=work)
+                                      loss=pruning.recovery_loss(checkpoint), max_steps=pruning.max_steps,
+                                      work_dir=work)
     if kept is None:
         return model, report
     staging = kept.with_name(kept.name + ".tmp")

@@ -47,3 +47,23 @@ def test_without_a_keep_dir_nothing_is_kept(tiny_student, tmp_path):
     checkpoint = save_student(tiny_student, tmp_path / "student")
     model, report = pruned_student(checkpoint, Pruning(PruneConfig(ratio=0.25)), tmp_path)
     assert report["pruned"]["cost"] and not (tmp_path / "pruned").exists()
+
+
+def test_recovery_continues_the_loss_the_student_was_trained_with(tiny_student, tmp_path):
+    import json
+
+    from edgeret.distill.losses import LossConfig
+    from edgeret.distill.presets import Preset
+    from edgeret.distill.pruning.recover import RECOVERY_LOSS
+
+    checkpoint = save_student(tiny_student, tmp_path / "student")
+    pruning = Pruning(PruneConfig(ratio=0.25))
+    assert pruning.recovery_loss(checkpoint) == RECOVERY_LOSS and RECOVERY_LOSS.affinity == 0.0
+    key = pruning_key(checkpoint, pruning)
+    own = LossConfig(cosine=1.0, affinity=0.5, contrastive=0.2, matryoshka_dims=[])  # as JSON reads back
+    report = {"preset": Preset(loss=own).to_dict()}
+    (checkpoint / "train_report.json").write_text(json.dumps(report), encoding="utf-8")
+    assert pruning.recovery_loss(checkpoint) == own
+    assert pruning_key(checkpoint, pruning) != key  # a kept student recovered with another loss is not reused
+    chosen = LossConfig(cosine=0.5)
+    assert dataclasses.replace(pruning, loss=chosen).recovery_loss(checkpoint) == chosen
