@@ -4,8 +4,8 @@ Recovery *is* distillation: the trainer's data loading, batch sampler, loss and 
 (:func:`edgeret.distill.loop.run_epochs`) with :class:`~edgeret.distill.loop.TrainSettings` and
 :class:`~edgeret.distill.losses.LossConfig` (defaults: :data:`RECOVERY_TRAIN`, :data:`RECOVERY_LOSS`), so it
 optimises exactly the distillation objective; callers that know the student's checkpoint pass the loss it was
-trained with (:func:`trained_loss`), and recovery covers its Matryoshka prefixes as training did. Without caches, pruning still works (weight magnitude
-ranking) but there is no recovery.
+trained with (:func:`trained_loss`), and recovery covers its Matryoshka prefixes as training did. Without caches,
+pruning still works (weight magnitude ranking) but there is no recovery.
 """
 
 from __future__ import annotations
@@ -47,12 +47,16 @@ RECOVERY_LOSS = LossConfig(cosine=1.0, affinity=0.0, contrastive=0.1, temperatur
 
 
 def trained_loss(checkpoint: str | Path) -> LossConfig | None:
-    """The loss a student checkpoint was distilled with (its ``train_report.json``); None without a report."""
+    """The loss a student checkpoint was distilled with (its ``train_report.json``); None without a readable one."""
     path = Path(checkpoint) / "train_report.json"
     if not path.is_file():
         return None
-    preset = json.loads(path.read_text(encoding="utf-8")).get("preset")
-    return Preset.from_dict(preset).loss if preset else None
+    try:
+        preset = json.loads(path.read_text(encoding="utf-8")).get("preset")
+        return Preset.from_dict(preset).loss if preset else None
+    except (ValueError, TypeError, AttributeError) as exc:  # another version's report: recover with the default
+        logger.warning("%s: cannot read the training loss (%s); recovery uses RECOVERY_LOSS", path, exc)
+        return None
 
 
 def with_matryoshka(loss: LossConfig, model: DualEncoder) -> LossConfig:

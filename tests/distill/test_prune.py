@@ -112,3 +112,5 @@ def test_recovery_loss_has_the_students_matryoshka_dims_and_reads_its_train_repo
     report = {"preset": Preset(loss=LossConfig(affinity=0.25)).to_dict()}
     (checkpoint / "train_report.json").write_text(json.dumps(report))
     assert trained_loss(checkpoint).affinity == 0.25
+    (checkpoint / "train_report.json").write_text(json.dumps({"preset": {"loss": {"no_such_weight": 1}}}))
+    assert trained_loss(checkpoint) is None
