@@ -4,7 +4,7 @@ Recovery *is* distillation: the trainer's data loading, batch sampler, loss and 
 (:func:`edgeret.distill.loop.run_epochs`) with :class:`~edgeret.distill.loop.TrainSettings` and
 :class:`~edgeret.distill.losses.LossConfig` (defaults: :data:`RECOVERY_TRAIN`, :data:`RECOVERY_LOSS`), so it
 optimises exactly the distillation objective; callers that know the student's checkpoint pass the loss it was
-trained with (:func:`trained_loss`), and recovery covers its Matryoshka prefixes as training did. Without caches,
+trained with (:func:`trained_loss`); recovery and Taylor scores cover its Matryoshka prefixes. Without caches,
 pruning still works (weight magnitude ranking) but there is no recovery.
 """
 
@@ -28,7 +28,6 @@ from ..flops import size_and_flops
 from ..loop import TrainSettings, forward_batch, run_epochs
 from ..losses import LossConfig, distill_loss
 from ..pairs import load_train_data
-from ..presets import Preset
 from ..sampler import BatchSampler
 from ..student import DualEncoder
 from .importance import magnitude_scores, taylor_scores
@@ -52,21 +51,18 @@ def trained_loss(checkpoint: str | Path) -> LossConfig | None:
     if not path.is_file():
         return None
     try:
-        preset = json.loads(path.read_text(encoding="utf-8")).get("preset")
-        return Preset.from_dict(preset).loss if preset else None
+        loss = (json.loads(path.read_text(encoding="utf-8")).get("preset") or {}).get("loss")
+        return LossConfig(**loss) if loss is not None else None
     except (ValueError, TypeError, AttributeError) as exc:  # another version's report: recover with the default
         logger.warning("%s: cannot read the training loss (%s); recovery uses RECOVERY_LOSS", path, exc)
         return None
 
 
-def with_matryoshka(loss: LossConfig, model: DualEncoder) -> LossConfig:
-    """``loss`` over the student's Matryoshka dims, as training has it (unless ``loss`` names its own)."""
-    return loss if loss.matryoshka_dims else dataclasses.replace(loss, matryoshka_dims=model.config.matryoshka_dims)
 
-
-def loss_batches(model: DualEncoder, sampler: BatchSampler, n: int) -> Iterator[Callable[[], torch.Tensor]]:
-    """``n`` callables computing the distillation loss of successive batches (for Taylor scores)."""
-    config = LossConfig(matryoshka_dims=model.config.matryoshka_dims)
+def loss_batches(model: DualEncoder, sampler: BatchSampler, n: int,
+                 loss: LossConfig = RECOVERY_LOSS) -> Iterator[Callable[[], torch.Tensor]]:
+    """``n`` callables computing the distillation loss ``loss`` of successive batches (for Taylor scores)."""
+    config = dataclasses.replace(loss, matryoshka_dims=model.config.matryoshka_dims)
     for step in range(min(n, sampler.steps_per_epoch())):
         batch = sampler.batch(0, step)
         yield lambda batch=batch: distill_loss(forward_batch(model, batch), batch.features, config,
@@ -116,13 +112,12 @@ def prune_and_recover(
         scores = magnitude_scores(model)
         if config.score == "taylor":
             sampler = _sampler(model, caches, train, work, prefix=False)
-            scores = taylor_scores(model, loss_batches(model, sampler, config.taylor_batches))
+            scores = taylor_scores(model, loss_batches(model, sampler, config.taylor_batches, loss))
         pruned = prune_student(model, config, scores)
         report["pruned"] = {"cost": size_and_flops(pruned), "structure": structure_of(pruned).to_dict()}
         if evalsets:
             report["pruned"]["recall@10"] = quality(pruned, evalsets)
         if caches and train.epochs > 0 and max_steps != 0:
-            loss = with_matryoshka(loss, pruned)
             history = recover(pruned, _sampler(pruned, caches, train, work, prefix=True), work, train, loss,
                               max_steps, progress)
             report["recovered"] = {"steps": len(history), "settings": dataclasses.asdict(train),

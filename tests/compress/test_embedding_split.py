@@ -82,7 +82,29 @@ def test_split_of_a_width_no_block_divides_refuses_and_an_odd_width_adapts(tmp_p
     assert (report.hot_block, report.cold_block) == (32, 32)
     session = ort.InferenceSession(str(tmp_path / "w96_split.onnx"), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"ids": np.arange(VOCAB, dtype=np.int64)[None]})
-    assert out.shape == (1, VOCAB, 96) and np.abs(out[0] / 2 - table).max() < 0.5
+    hot, cold = hot_and_cold(counts, 0.5)
+    expected = np.empty_like(table)
+    expected[hot] = dequantize_blocks(*quantize_blocks(table[hot], 8, 32), 8, 32)
+    expected[cold] = dequantize_blocks(*quantize_blocks(table[cold], 4, 32, np.float16, clip_search=True), 4, 32)
+    np.testing.assert_allclose(out[0] / 2, expected, rtol=2e-3, atol=1e-3)  # 3 blocks a row: odd zero-point packing
+
+
+def test_a_table_past_float16_keeps_float32_scales_and_a_large_vocabulary_an_int32_remap(tmp_path):
+    rng = np.random.default_rng(2)
+    vocab = 2**15 + 64
+    table = rng.normal(size=(vocab, 16)).astype(np.float32)
+    table[-1] *= 1e7  # its 4-bit scales overflow float16
+    counts = np.arange(vocab)[::-1].copy()  # the last rows are the rarest: cold
+    split = split_embedding(_gather_model(tmp_path / "big.onnx", table), tmp_path / "big_split.onnx", counts,
+                            cold_share=0.999, hot_block=16, cold_block=16)  # 32,799 cold rows: past int16
+    graph = onnx.load(str(tmp_path / "big_split.onnx")).graph
+    inits = {i.name.rsplit("/", 1)[-1]: numpy_helper.to_array(i) for i in graph.initializer}
+    assert inits["remap"].dtype == np.int32 and inits["cold_table_scales"].dtype == np.float32
+    assert split.cold_rows >= 2**15 and not any(n.op_type == "Cast" for n in graph.node)
+    session = ort.InferenceSession(str(tmp_path / "big_split.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([[0, 1, vocab // 2, vocab - 2, vocab - 1]], dtype=np.int64)
+    (out,) = session.run(None, {"ids": ids})
+    assert np.all(np.abs(out[0] / 2 - table[ids[0]]) <= 0.13 * np.abs(table[ids[0]]).max(axis=1, keepdims=True))
 
 
 def _gather_model(path, table):
