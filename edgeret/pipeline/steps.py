@@ -55,13 +55,13 @@ def pruning_key(checkpoint: str | Path, pruning: Pruning) -> str:
 def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tuple[DualEncoder, dict[str, Any]]:
     """The pruned and recovered student and its report: made in ``work``, or loaded from ``pruning.keep_dir``
     when a variant with the same checkpoint and settings made it before (and kept there when made)."""
+    pruning = dataclasses.replace(pruning, loss=pruning.recovery_loss(checkpoint))  # read the report once
     kept = pruning.keep_dir / pruning_key(checkpoint, pruning) if pruning.keep_dir is not None else None
     if kept is not None and (kept / "prune_report.json").is_file():
         logger.info("reusing the pruned and recovered student in %s", kept)
         return load_student(kept), json.loads((kept / "prune_report.json").read_text(encoding="utf-8"))
     model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches, train=pruning.train,
-                                      loss=pruning.recovery_loss(checkpoint), max_steps=pruning.max_steps,
-                                      work_dir=work)
+                                      loss=pruning.loss, max_steps=pruning.max_steps, work_dir=work)
     if kept is None:
         return model, report
     staging = kept.with_name(kept.name + ".tmp")
