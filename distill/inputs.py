@@ -8,7 +8,7 @@
   ``max_bytes`` the images are decoded per batch instead of stored.
 
 Both files live in the run's work folder under a name derived from what they hold, so a resumed run reuses
-them.
+them, and so does a later run (a pruned student's recovery) that names the earlier run's folder in ``reuse``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +43,14 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+def find_prepared(name: str, workdir: Path, reuse: Sequence[Path] = ()) -> Path | None:
+    """The first existing file ``name`` in ``workdir`` or in the earlier runs' folders ``reuse`` (read only)."""
+    for folder in (workdir, *reuse):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
 def _publish(tmp: Path, final: Path) -> np.ndarray:
     tmp.replace(final)
     return np.load(final, mmap_mode="r")
@@ -59,18 +67,19 @@ class TokenTable:
 
     @classmethod
     def build(cls, texts: Iterable[str], count: int, tokenizer: Tokenizer, max_length: int, workdir: Path,
-              progress: bool = False) -> TokenTable:
+              progress: bool = False, reuse: Sequence[Path] = ()) -> TokenTable:
         """Tokenise ``texts`` (``count`` of them) without padding, truncated at ``max_length``; reused when the
-        same texts and tokenizer were tokenised before in ``workdir``."""
+        same texts and tokenizer were tokenised before in ``workdir`` or in one of the ``reuse`` folders."""
         tok = Tokenizer.from_str(tokenizer.to_str())
         tok.no_padding()
         tok.enable_truncation(max_length)
         texts = iter(texts)
         first = [t for _, t in zip(range(_CHUNK), texts, strict=False)]
         key = _key(tok.to_str(), max_length, count, first[:64])
+        found = [find_prepared(f"tokens-{key}{suffix}.npy", workdir, reuse) for suffix in ("", ".lengths")]
+        if found[0] is not None and found[1] is not None and found[0].parent == found[1].parent:
+            return cls(np.load(found[0], mmap_mode="r"), np.load(found[1]))
         path, lengths_path = workdir / f"tokens-{key}.npy", workdir / f"tokens-{key}.lengths.npy"
-        if path.is_file() and lengths_path.is_file():
-            return cls(np.load(path, mmap_mode="r"), np.load(lengths_path))
         workdir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npy")
         ids = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(count, max_length))
@@ -105,8 +114,10 @@ class TokenTable:
 class PixelStore:
     """Training images at the student's resolution: ``get(index)`` -> uint8 (B, S, S, 3)."""
 
-    def __init__(self, data: TrainData, preprocessor: ImagePreprocessor, array: np.ndarray | None) -> None:
+    def __init__(self, data: TrainData, preprocessor: ImagePreprocessor, array: np.ndarray | None,
+                 path: Path | None = None) -> None:
         self.data, self.preprocessor, self.array = data, preprocessor, array
+        self.path = path  #: the memory-mapped file (None when decoded per batch)
         self._renders: dict[int, dict[str, CorpusItem]] = {}
 
     @property
@@ -116,9 +127,9 @@ class PixelStore:
 
     @classmethod
     def build(cls, data: TrainData, preprocessor: ImagePreprocessor, workdir: Path, progress: bool = False,
-              max_bytes: int = PIXEL_STORE_MAX_BYTES) -> PixelStore:
-        """Decode every training image once into ``workdir`` (reused when present), or, past ``max_bytes``, a
-        store that decodes per batch."""
+              max_bytes: int = PIXEL_STORE_MAX_BYTES, reuse: Sequence[Path] = ()) -> PixelStore:
+        """Decode every training image once into ``workdir`` (reused when present there or in a ``reuse``
+        folder), or, past ``max_bytes``, a store that decodes per batch."""
         size = preprocessor.size
         store = cls(data, preprocessor, None)
         if data.n_images * size * size * 3 > max_bytes:
@@ -126,9 +137,10 @@ class PixelStore:
             return store
         ids = [item[3] for item in data.image_items()]
         path = workdir / f"pixels-{_key(ids, preprocessor.to_dict())}.npy"
-        if path.is_file():
-            logger.info("reusing pre-rendered train images %s", path)
-            store.array = np.load(path, mmap_mode="r")
+        found = find_prepared(path.name, workdir, reuse)
+        if found is not None:
+            logger.info("reusing pre-rendered train images %s", found)
+            store.array, store.path = np.load(found, mmap_mode="r"), found
             return store
         workdir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npy")
@@ -139,7 +151,7 @@ class PixelStore:
             out[i] = store._decode(item)
         out.flush()
         del out
-        store.array = _publish(tmp, path)
+        store.array, store.path = _publish(tmp, path), path
         return store
 
     def _decode(self, item: tuple[int, int, str | None, str]) -> np.ndarray:

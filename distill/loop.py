@@ -21,6 +21,8 @@ from .student import DualEncoder, length_chunks
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
+#: the towers of a dual encoder, by attribute name
+TOWERS = ("text", "image")
 
 
 @dataclass
@@ -43,6 +45,15 @@ class TrainSettings:
     device: str = "auto"  # "auto": the first CUDA GPU when there is one, else the CPU
     #: "auto": bf16 autocast on a GPU that has it (else fp16), fp32 on the CPU; or "fp32", "bf16", "fp16"
     precision: str = "auto"
+    #: towers ("text", "image") kept exactly as they are: no gradients, batch norms in eval mode (recovery leaves
+    #: a tower that pruning did not cut as it was trained)
+    frozen_towers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.frozen_towers) - set(TOWERS)
+        if unknown:
+            raise ValueError(f"frozen_towers: unknown tower(s) {sorted(unknown)}; expected some of {TOWERS}")
+        self.frozen_towers = tuple(self.frozen_towers)
 
     def torch_device(self) -> torch.device:
         """The device training runs on."""
@@ -125,8 +136,10 @@ def make_optimizer(model: DualEncoder, s: TrainSettings, total_steps: int):
          "lr": s.lr_text},
         {"params": [] if model.image is None else [p for p in model.image.trunk.parameters() if p.requires_grad],
          "lr": s.lr_image},
-        {"params": [p for t in towers for p in t.proj.parameters()], "lr": s.lr_proj},
+        {"params": [p for t in towers for p in t.proj.parameters() if p.requires_grad], "lr": s.lr_proj},
     ]
+    if not any(g["params"] for g in groups):
+        raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)
     warmup = max(1, int(total_steps * s.warmup_frac))
 
@@ -137,6 +150,17 @@ def make_optimizer(model: DualEncoder, s: TrainSettings, total_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def hold_towers(model: DualEncoder, towers: tuple[str, ...]) -> None:
+    """Freeze ``towers`` of ``model``: no gradients, eval mode (their batch norms keep their statistics)."""
+    for name in towers:
+        tower = getattr(model, name)
+        if tower is None:
+            continue
+        tower.eval()
+        for p in tower.parameters():
+            p.requires_grad_(False)
 
 
 def forward_batch(model: DualEncoder, batch: Batch) -> dict[str, torch.Tensor]:
@@ -201,6 +225,7 @@ def run_epochs(
     steps = sampler.steps_per_epoch()
     device = settings.torch_device()
     model.to(device)
+    hold_towers(model, settings.frozen_towers)
     optimizer, scheduler = make_optimizer(model, settings, steps * settings.epochs)
     step_fn = _Step(model, loss_config, optimizer, scheduler, device, settings.autocast_dtype())
     state_path = state_dir / STATE_FILE
@@ -210,6 +235,7 @@ def run_epochs(
     done_here = 0
     while state.epoch < settings.epochs:
         model.train()
+        hold_towers(model, settings.frozen_towers)
         bar = tqdm(range(state.step, steps), desc=f"epoch {state.epoch + 1}/{settings.epochs}", disable=not progress)
         running, start = None, time.time()
         for step in bar:

@@ -12,7 +12,9 @@ batch), ``query`` and ``document`` (row i of each pair up), ``text`` (unpaired).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inputs import PixelStore, TokenTable, normalise_pixels
+from .inputs import PixelStore, TokenTable, find_prepared, normalise_pixels
 from .pairs import TrainData
 
 #: seed streams of the text cycles (the image order uses [seed, epoch])
@@ -70,18 +72,21 @@ class BatchSampler:
 
     @classmethod
     def for_model(cls, model: Any, data: TrainData, settings: Any, workdir: Path, prefix: bool = False,
-                  progress: bool = False) -> BatchSampler:
+                  progress: bool = False, reuse: Sequence[Path] = ()) -> BatchSampler:
         """The sampler a training run of ``model`` uses: its tokens and pixels prepared in ``workdir``, the
         ``settings`` batch sizes and seed; with ``prefix``, the frozen image prefix runs once here and batches
-        carry its features (kept in ``workdir`` for resumption)."""
+        carry its features (kept in ``workdir`` for resumption). Files an earlier run prepared in a ``reuse``
+        folder are read from there when they hold the same inputs (same texts, images, tokenizer, prefix)."""
         tokens = pixels = features = None
         if model.text is not None and len(data.texts):
             tokens = TokenTable.build(data.iter_texts(), len(data.texts), model.tokenizer,
-                                      model.config.text.max_length, workdir, progress)
+                                      model.config.text.max_length, workdir, progress, reuse)
         if model.image is not None and data.n_images:
-            pixels = PixelStore.build(data, model.preprocessor, workdir, progress)
+            pixels = PixelStore.build(data, model.preprocessor, workdir, progress, reuse=reuse)
             if prefix and model.config.image.frozen_blocks and pixels.stored:
-                features = prefix_features(model, pixels.array, model.preprocessor, workdir / "prefix.npy")
+                name = f"prefix-{prefix_key(model, pixels.path)}.npy"
+                features = prefix_features(model, pixels.array, model.preprocessor,
+                                           find_prepared(name, workdir, reuse) or workdir / name)
         return cls(data, tokens, settings.image_batch, settings.text_batch, settings.seed, pixels,
                    getattr(model, "preprocessor", None), features)
 
@@ -157,6 +162,17 @@ class BatchSampler:
         out.features["document"] = torch.from_numpy(d.texts.gather(documents))
         out.tokens["query"], out.tokens["document"] = self.tokens.batch(queries), self.tokens.batch(documents)
         out.labels["query"] = out.labels["document"] = torch.from_numpy(rows.astype(np.int64))
+
+
+def prefix_key(model: Any, pixels: Path) -> str:
+    """What frozen-prefix features depend on: the pixel file (named by its images and preprocessing) and the
+    prefix's weights and batch-norm statistics."""
+    digest = hashlib.sha256(pixels.name.encode())
+    for module in model.image.frozen_modules():
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @torch.no_grad()

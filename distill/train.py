@@ -36,6 +36,8 @@ from .student import DualEncoder, build_student, load_student, save_student
 logger = logging.getLogger(__name__)
 
 REPORT = "train_report.json"
+#: the folder under a student checkpoint with its run's resumable state and prepared inputs (tokens, pixels, prefix)
+TRAIN_STATE = "train_state"
 
 
 @dataclass
@@ -96,7 +98,7 @@ def train(
     settings = preset.train
     torch.manual_seed(settings.seed)
     started = time.time()
-    state_dir = out / "train_state"
+    state_dir = out / TRAIN_STATE
     resuming = (state_dir / "run.json").is_file() and not fresh
     data = load_train_data(caches, state_dir, progress=progress)
     model = _prepare_model(preset, caches, data, state_dir, resuming)
@@ -140,8 +142,8 @@ def _prepare_model(preset: Preset, caches: Sequence[TeacherCache], data: TrainDa
         config.image = None
     model = build_student(config, vocab_texts=data.iter_texts() if config.text else None)
     state_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("state.pt", "prefix.npy"):
-        (state_dir / stale).unlink(missing_ok=True)
+    for stale in [state_dir / "state.pt", *state_dir.glob("prefix*.npy")]:  # a fresh student's prefix may differ
+        stale.unlink(missing_ok=True)
     return model
 
 

@@ -25,7 +25,7 @@ from edgeret.data.scoring import evaluate_encoder
 
 from ..cache import TeacherCache
 from ..flops import size_and_flops
-from ..loop import TrainSettings, forward_batch, run_epochs
+from ..loop import TOWERS, TrainSettings, forward_batch, run_epochs
 from ..losses import LossConfig, distill_loss
 from ..pairs import load_train_data
 from ..sampler import BatchSampler
@@ -69,6 +69,27 @@ def loss_batches(model: DualEncoder, sampler: BatchSampler, n: int,
                                                batch.labels, batch.partner)["total"]
 
 
+def whole_towers(before: DualEncoder, after: DualEncoder) -> tuple[str, ...]:
+    """The towers that pruning left exactly as they were (same tensors, same values)."""
+    return tuple(name for name in TOWERS if getattr(before, name) is not None and getattr(after, name) is not None
+                 and _same_tensors(getattr(before, name), getattr(after, name)))
+
+
+def _same_tensors(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    left, right = a.state_dict(), b.state_dict()
+    return left.keys() == right.keys() and all(
+        left[k].shape == right[k].shape and torch.equal(left[k], right[k]) for k in left)
+
+
+def _holding(train: TrainSettings, whole: Sequence[str]) -> TrainSettings:
+    """``train`` with the towers pruning left whole frozen as well (recovery repairs only what was cut)."""
+    return dataclasses.replace(train, frozen_towers=tuple(t for t in TOWERS if t in {*train.frozen_towers, *whole}))
+
+
+def _nothing_to_train(model: DualEncoder, train: TrainSettings) -> bool:
+    return all(getattr(model, t) is None or t in train.frozen_towers for t in TOWERS)
+
+
 def recover(model: DualEncoder, sampler: BatchSampler, work: Path, train: TrainSettings = RECOVERY_TRAIN,
             loss: LossConfig = RECOVERY_LOSS, max_steps: int | None = None, progress: bool = False) -> list[dict]:
     """Distil ``model`` in place for ``train.epochs`` (or ``max_steps``); returns the loss history."""
@@ -86,17 +107,21 @@ def quality(model: DualEncoder, evalsets: Sequence) -> dict[str, float]:
 
 
 def _sampler(model: DualEncoder, caches: Sequence[TeacherCache], train: TrainSettings, work: Path,
-             prefix: bool) -> BatchSampler:
+             prefix: bool, reuse: Sequence[Path]) -> BatchSampler:
     data = load_train_data(caches, work, progress=False)
-    return BatchSampler.for_model(model, data, train, work, prefix=prefix)
+    return BatchSampler.for_model(model, data, train, work, prefix=prefix, reuse=reuse)
 
 
 def prune_and_recover(
     model: DualEncoder, config: PruneConfig, caches: Sequence[TeacherCache] = (), *,
     train: TrainSettings = RECOVERY_TRAIN, loss: LossConfig = RECOVERY_LOSS, max_steps: int | None = None,
     evalsets: Sequence = (), work_dir: str | Path | None = None, progress: bool = False,
+    reuse: Sequence[Path] = (),
 ) -> tuple[DualEncoder, dict[str, Any]]:
     """Prune ``model`` (Taylor scores need caches), recover by distillation when caches are given.
+
+    ``reuse``: folders of earlier runs (the student's ``train_state``) whose tokens, pre-rendered images and
+    frozen-prefix features recovery reads instead of preparing them again, where they hold the same inputs.
 
     Returns (pruned model, report with params/FLOPs/quality before, after pruning and after recovery).
     """
@@ -111,14 +136,21 @@ def prune_and_recover(
         work = Path(tmp)
         scores = magnitude_scores(model)
         if config.score == "taylor":
-            sampler = _sampler(model, caches, train, work, prefix=False)
+            sampler = _sampler(model, caches, train, work, prefix=False, reuse=reuse)
             scores = taylor_scores(model, loss_batches(model, sampler, config.taylor_batches, loss))
         pruned = prune_student(model, config, scores)
-        report["pruned"] = {"cost": size_and_flops(pruned), "structure": structure_of(pruned).to_dict()}
+        whole = whole_towers(model, pruned)
+        report["pruned"] = {"cost": size_and_flops(pruned), "structure": structure_of(pruned).to_dict(),
+                            "whole_towers": list(whole)}
         if evalsets:
             report["pruned"]["recall@10"] = quality(pruned, evalsets)
-        if caches and train.epochs > 0 and max_steps != 0:
-            history = recover(pruned, _sampler(pruned, caches, train, work, prefix=True), work, train, loss,
+        train = _holding(train, whole)
+        if _nothing_to_train(pruned, train):
+            logger.info("pruning removed nothing: no recovery")
+        elif caches and train.epochs > 0 and max_steps != 0:
+            if whole:
+                logger.info("recovery trains the pruned tower(s) only; %s stay(s) as trained", ", ".join(whole))
+            history = recover(pruned, _sampler(pruned, caches, train, work, True, reuse), work, train, loss,
                               max_steps, progress)
             report["recovered"] = {"steps": len(history), "settings": dataclasses.asdict(train),
                                    "loss": dataclasses.asdict(loss), "max_steps": max_steps,

@@ -21,6 +21,7 @@ from edgeret.distill.losses import LossConfig
 from edgeret.distill.pruning.prune import PruneConfig
 from edgeret.distill.pruning.recover import RECOVERY_LOSS, RECOVERY_TRAIN, prune_and_recover, trained_loss
 from edgeret.distill.student import DualEncoder, load_student, save_student
+from edgeret.distill.train import TRAIN_STATE
 from edgeret.runtime.bundle import sha256_file
 
 from .stages import fingerprint
@@ -61,7 +62,8 @@ def pruned_student(checkpoint: str | Path, pruning: Pruning, work: Path) -> tupl
         logger.info("reusing the pruned and recovered student in %s", kept)
         return load_student(kept), json.loads((kept / "prune_report.json").read_text(encoding="utf-8"))
     model, report = prune_and_recover(load_student(checkpoint), pruning.config, pruning.caches, train=pruning.train,
-                                      loss=pruning.loss, max_steps=pruning.max_steps, work_dir=work)
+                                      loss=pruning.loss, max_steps=pruning.max_steps, work_dir=work,
+                                      reuse=[Path(checkpoint) / TRAIN_STATE])
     if kept is None:
         return model, report
     staging = kept.with_name(kept.name + ".tmp")

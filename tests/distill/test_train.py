@@ -108,3 +108,27 @@ def test_frozen_token_embeddings_stay_inherited_while_the_rest_trains(caches, tm
     assert np.array_equal(before[words].numpy(), after[words].numpy())
     assert not np.allclose(before["bert.encoder.layer.0.attention.self.query.weight"].numpy(),
                            after["bert.encoder.layer.0.attention.self.query.weight"].numpy())
+
+
+def test_recovery_reuses_the_training_runs_prepared_inputs(caches, tmp_path, monkeypatch):
+    import edgeret.distill.inputs as inputs
+    import edgeret.distill.sampler as sampler
+    from edgeret.distill.cache import load_cache
+    from edgeret.distill.pruning.prune import PruneConfig
+    from edgeret.distill.pruning.recover import prune_and_recover
+
+    main(_args(caches, tmp_path / "s", "--set", "train.epochs=1"))
+    state = tmp_path / "s" / "train_state"
+    written, prefixes = [], []
+    publish, features = inputs._publish, sampler.prefix_features
+    monkeypatch.setattr(inputs, "_publish", lambda tmp, final: written.append(final.name) or publish(tmp, final))
+    monkeypatch.setattr(sampler, "prefix_features", lambda *a, **k: prefixes.append(a[3]) or features(*a, **k))
+    opened = [load_cache(caches / "om"), load_cache(caches / "wn")]
+    config = PruneConfig(ratio=0.5, image_ratio=0.0)  # the frozen prefix is the trained one's
+    _, report = prune_and_recover(load_student(tmp_path / "s"), config, opened, max_steps=1, work_dir=tmp_path,
+                                  reuse=[state])
+    assert report["recovered"]["steps"] == 1
+    assert not [n for n in written if n.startswith(("pixels-", "tokens-"))]  # read from the training run
+    assert prefixes[-1].parent == state and prefixes[-1].name.startswith("prefix-")
+    _, _ = prune_and_recover(load_student(tmp_path / "s"), config, opened, max_steps=1, work_dir=tmp_path)
+    assert [n for n in written if n.startswith("pixels-")] and prefixes[-1].parent != state  # without: prepared
