@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ class TrainState:
 TEXT_CHUNK = 32
 
 
+def nhwc(model: DualEncoder) -> AbstractContextManager:
+    """The image tower's convolutions in channels-last layout for a block of training or batch inference."""
+    return model.image.channels_last() if model.image is not None else nullcontext()
+
+
 def ridge_projection(x: torch.Tensor, y: torch.Tensor, penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Least squares x @ W.T + b ~ y with an L2 penalty relative to the mean feature variance."""
     x, y = x.double(), y.double()
@@ -100,6 +106,11 @@ def ridge_projection(x: torch.Tensor, y: torch.Tensor, penalty: float) -> tuple[
 @torch.no_grad()
 def init_projections(model: DualEncoder, sampler: BatchSampler, settings: TrainSettings) -> None:
     """Fit both projections by ridge regression from pooled student features to teacher embeddings."""
+    with nhwc(model):
+        _init_projections(model, sampler, settings)
+
+
+def _init_projections(model: DualEncoder, sampler: BatchSampler, settings: TrainSettings) -> None:
     model.eval()
     rng = np.random.default_rng(settings.seed)
     data, n = sampler.data, settings.ridge_samples
@@ -220,8 +231,15 @@ def run_epochs(
     """Train from the saved state (if any) to the last epoch; validate and keep the best each epoch.
 
     ``stop_after`` ends this call after that many optimisation steps (state saved), as an
-    interruption would; calling again resumes.
+    interruption would; calling again resumes. The image tower runs channels-last meanwhile (:func:`nhwc`).
     """
+    with nhwc(model):
+        return _run_epochs(model, sampler, loss_config, settings, state_dir, validate, on_best, stop_after, progress)
+
+
+def _run_epochs(model: DualEncoder, sampler: BatchSampler, loss_config: LossConfig, settings: TrainSettings,
+                state_dir: Path, validate: Callable[[int], float], on_best: Callable[[], None], stop_after: int | None,
+                progress: bool) -> TrainState:
     steps = sampler.steps_per_epoch()
     device = settings.torch_device()
     model.to(device)

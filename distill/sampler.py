@@ -181,6 +181,11 @@ def prefix_features(model: Any, pixels: np.ndarray, preprocessor: Any, path: Pat
     the prefix never changes)."""
     if path.is_file():
         return np.load(path, mmap_mode="r")
+    with model.image.channels_last():
+        return _prefix_features(model, pixels, preprocessor, path, batch)
+
+
+def _prefix_features(model: Any, pixels: np.ndarray, preprocessor: Any, path: Path, batch: int) -> np.ndarray:
     model.image.eval()
     first = model.image.prefix(torch.from_numpy(normalise_pixels(pixels[:1], preprocessor)))
     tmp = path.with_name(path.stem + ".tmp.npy")

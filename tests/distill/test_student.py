@@ -145,6 +145,30 @@ def test_frozen_prefix_gets_no_gradient_and_stays_in_eval(small_student):
     tower.eval()
 
 
+def test_channels_last_block_gives_the_same_embeddings_and_gradients_and_restores_the_layout(small_student):
+    tower = small_student.image
+    pixels = torch.randn(3, 3, 64, 64)
+
+    def run():
+        tower.zero_grad()
+        out = tower(pixels)
+        out.pow(2).sum().backward()
+        return out.detach(), tower.proj.weight.grad.clone(), tower.trunk._conv_head.weight.grad.clone()
+
+    plain = run()
+    with tower.channels_last():
+        assert tower.trunk._conv_head.weight.is_contiguous(memory_format=torch.channels_last)
+        assert tower.prefix(pixels).is_contiguous(memory_format=torch.channels_last)
+        with tower.channels_last():  # nested: the outer block keeps its layout
+            pass
+        assert tower.trunk._conv_head.weight.is_contiguous(memory_format=torch.channels_last)
+        nhwc = run()
+    assert tower.trunk._conv_head.weight.is_contiguous() and tower(pixels).is_contiguous()
+    for a, b in zip(plain, nhwc, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    tower.zero_grad(set_to_none=True)
+
+
 def test_cost_helpers_count_params_and_flops(small_student):
     from edgeret.distill.flops import count_flops, count_params, tower_costs
 
