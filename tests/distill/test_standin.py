@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from edgeret.data.openmoji import emojis
 from edgeret.data.render import render_emoji
@@ -72,3 +73,17 @@ def test_text_retrieval_quality_on_a_wordnet_sample(standin):
     metrics, ranked = evaluate_encoder(standin, wordnet_eval("test", sample=200))
     assert ranked.shape == (200, 10)
     assert metrics["recall@10"] > 0.5  # MiniLM finds most lemma strings from their definition
+
+
+def test_onnxruntime_image_path_gives_the_torch_features(standin):
+    images = [render_emoji(e.text, 224) for e in emojis("val")[:6]]
+    fast = StandinTeacher(head_path=standin.head_path, fit_if_missing=False, image_runtime="onnxruntime")
+    assert fast._image_session is not None and standin._image_session is None
+    standin._feature_memo.clear()
+    ours, theirs = standin.image_features(images, batch_size=4), fast.image_features(images, batch_size=4)
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(ours).max()
+    assert np.abs(standin.embed_images(images) - fast.embed_images(images)).max() < 1e-4
+    assert fast.describe() == standin.describe()  # the same teacher: a cache from either serves both
+    assert fast.image_model._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="image_runtime"):
+        StandinTeacher(head_path=standin.head_path, fit_if_missing=False, image_runtime="tensorflow")
