@@ -31,6 +31,7 @@ from .agreement import DEFAULT_SETS, OnnxEncoder, agreement, load_sets
 from .calibration import Calibration
 from .embedding_split import COLD_BLOCKS
 from .ort_format import convert_to_ort, ort_parity, write_operator_config
+from .quantize import has_4bit_tensors
 from .towers import TOWERS, TowerFiles
 
 logger = logging.getLogger(__name__)
@@ -122,18 +123,18 @@ def _write_report(model, out: Path, towers: dict[str, dict[str, Any]], options: 
     )
 
 
-def ort_towers(quant: str, present: tuple[str, ...] = ("text", "image")) -> tuple[str, ...]:
-    """Towers that get an ``.ort`` twin: not INT4 ones (the ORT format has no 4-bit tensor type, so the
-    uint4 embedding table of GatherBlockQuantized cannot be stored: 'Unsupported tensor data type')."""
-    return tuple(tower for tower, mode in zip(("text", "image"), TOWER_QUANT[quant], strict=True)
-                 if mode != "int4" and tower in present)
+def ort_towers(files: dict[str, Path]) -> tuple[str, ...]:
+    """Towers (of ``files``: tower -> model file) that get an ``.ort`` twin: not those storing a 4-bit tensor (the
+    ORT format has no 4-bit tensor type, so a GatherBlockQuantized uint4 table cannot be stored: 'Unsupported
+    tensor data type'). MatMulNBits packs its 4-bit weights in uint8 and converts."""
+    return tuple(tower for tower in ("text", "image") if tower in files and not has_4bit_tensors(files[tower]))
 
 
 def _write_ort(out: Path, names: dict[str, str], quant: str) -> dict[str, dict[str, str]]:
     """``.ort`` twins of the tower files and the operator config; the manifest's ``ort_file`` entries."""
-    towers = ort_towers(quant, tuple(names))
+    towers = ort_towers({tower: out / name for tower, name in names.items()})
     for tower in set(names) - set(towers):
-        logger.info("%s tower (%s): no .ort twin, the ORT format cannot store 4-bit tensors", tower, quant)
+        logger.info("%s tower (%s): no .ort twin, the ORT format cannot store its 4-bit tensors", tower, quant)
     converted = {tower: convert_to_ort(out / names[tower]) for tower in towers}
     write_operator_config(converted.values(), out / OPERATOR_CONFIG)
     return {tower: {"ort_file": path.name} for tower, path in converted.items()}

@@ -35,8 +35,10 @@ def weight_matmuls(model: onnx.ModelProto, op_types: Sequence[str] = ("MatMul", 
 
 
 def quantize_text_int8(src: str | Path, dst: str | Path, per_channel: bool = True, weight_type: str = "uint8",
-                       exclude: Sequence[str] = (), reduce_range: bool = False) -> Path:
-    """Dynamic INT8 text tower: MatMul weights and embedding tables (Gather) quantised; ``exclude`` stays fp32."""
+                       exclude: Sequence[str] = (), reduce_range: bool = False,
+                       ops: Sequence[str] = TEXT_INT8_OPS) -> Path:
+    """Dynamic INT8 text tower: MatMul weights and embedding tables (Gather) quantised (``ops``: only those op
+    types); ``exclude`` stays fp32."""
     # lazy: onnxruntime's quantisation tools reconfigure the root logger at import
     from onnxruntime.quantization import (
         QuantType,
@@ -47,7 +49,7 @@ def quantize_text_int8(src: str | Path, dst: str | Path, per_channel: bool = Tru
     matmuls = set(weight_matmuls(model, ("MatMul",)))
     activation_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in matmuls]
     quantize_dynamic(
-        str(src), str(dst), op_types_to_quantize=list(TEXT_INT8_OPS), per_channel=per_channel,
+        str(src), str(dst), op_types_to_quantize=list(ops), per_channel=per_channel,
         reduce_range=reduce_range, weight_type=QuantType.QUInt8 if weight_type == "uint8" else QuantType.QInt8,
         nodes_to_exclude=[*activation_matmuls, *exclude],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -151,6 +153,13 @@ def quantize_int4(src: str | Path, dst: str | Path, block_size: int = 32, symmet
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), False)
     return Path(dst)
+
+
+def has_4bit_tensors(path: str | Path) -> bool:
+    """Whether the model stores a 4-bit tensor (uint4/int4, e.g. GatherBlockQuantized's table): the ORT format
+    cannot ('Unsupported tensor data type')."""
+    four_bit = {onnx.TensorProto.UINT4, onnx.TensorProto.INT4}
+    return any(init.data_type in four_bit for init in onnx.load(str(path), load_external_data=False).graph.initializer)
 
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:

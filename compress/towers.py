@@ -2,8 +2,8 @@
 
 :data:`TOWERS` maps a tower name to its builder; a student without a tower (text-only, image-only) simply
 has no entry to build. Quantisation per tower mode: text ``int8`` = dynamic INT8 (the rarest tokens'
-embedding rows at 4 bits, :mod:`.embedding_split`), ``int4`` = MatMulNBits; image ``int8`` = static QDQ
-calibrated on real images with the stem and blocks 0-3 in float; ``fp16`` casts either.
+embedding rows at 4 bits, :mod:`.embedding_split`), ``int4`` = MatMulNBits (the same embedding split); image
+``int8`` = static QDQ calibrated on real images with the stem and blocks 0-3 in float; ``fp16`` casts either.
 """
 
 from __future__ import annotations
@@ -78,27 +78,47 @@ def text_tower(model: DualEncoder, work: Path, mode: str, options: Any, cal: Cal
     if mode == "int8":
         files.file = _text_int8(model, raw, work, options, cal, files.extra)
     elif mode == "int4":
-        files.file = q.quantize_int4(raw, work / "text_int4.onnx", block_size=options.block_size)
+        files.file = _text_int4(model, raw, work, options, cal, files.extra)
     elif mode == "fp16":
         files.file = q.convert_fp16(raw, work / "text_fp16.onnx")
     return files
 
 
+def _split(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Calibration,
+           extra: dict[str, Any]) -> tuple[Path, list[str]] | None:
+    """With ``embedding_cold_share``: the graph with the rarest tokens' embedding rows at 4 bits (the hot rows
+    still float, for the quantiser) and the node the quantiser must leave alone; None without a split."""
+    if options.embedding_cold_share <= 0:
+        return None
+    counts = token_counts(model.tokenizer, cal.training_texts())
+    try:
+        split = split_embedding(raw, work / "text_split.onnx", counts, cold_share=options.embedding_cold_share,
+                                cold_block=options.embedding_cold_block)
+    except NoBlockFits as exc:
+        logger.warning("%s: every embedding row stays at 8 bits", exc)
+        return None
+    extra["embedding_split"] = split.to_dict()
+    return work / "text_split.onnx", [split.remap_node]
+
+
 def _text_int8(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Calibration,
                extra: dict[str, Any]) -> Path:
     """Dynamic INT8 text tower; with ``embedding_cold_share`` the rarest tokens' embedding rows at 4 bits."""
-    source, exclude = raw, []
-    if options.embedding_cold_share > 0:
-        counts = token_counts(model.tokenizer, cal.training_texts())
-        try:
-            split = split_embedding(raw, work / "text_split.onnx", counts, cold_share=options.embedding_cold_share,
-                                    cold_block=options.embedding_cold_block)
-        except NoBlockFits as exc:
-            logger.warning("%s: every embedding row stays at 8 bits", exc)
-        else:
-            source, exclude = work / "text_split.onnx", [split.remap_node]
-            extra["embedding_split"] = split.to_dict()
+    source, exclude = _split(model, raw, work, options, cal, extra) or (raw, [])
     return q.quantize_text_int8(source, work / "text_int8.onnx", per_channel=options.per_channel, exclude=exclude)
+
+
+def _text_int4(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Calibration,
+               extra: dict[str, Any]) -> Path:
+    """INT4 text tower: MatMulNBits weights; the embedding table split as INT8's (hot rows 8-bit, the rest 4-bit
+    with float16 block scales, storable in the ORT format), or, without a split, all rows GatherBlockQuantized."""
+    split = _split(model, raw, work, options, cal, extra)
+    if split is None:
+        return q.quantize_int4(raw, work / "text_int4.onnx", block_size=options.block_size)
+    source, exclude = split
+    hot = q.quantize_text_int8(source, work / "text_hot8.onnx", per_channel=options.per_channel, exclude=exclude,
+                               ops=("Gather",))
+    return q.quantize_int4(hot, work / "text_int4.onnx", block_size=options.block_size, gather=False)
 
 
 def image_tower(model: DualEncoder, work: Path, mode: str, options: Any, cal: Calibration) -> TowerFiles:

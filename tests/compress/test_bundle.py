@@ -80,6 +80,24 @@ def test_cli_int8_with_pruning_and_recovery_end_to_end(tiny_student_dir, caches,
     assert float((mobile.embed_texts(TEXTS) * emb).sum(1).min()) >= 0.9999
 
 
+def test_int4_bundle_splits_the_embedding_and_gets_ort_twins(tiny_student_dir, tmp_path):
+    fp32 = main([str(tiny_student_dir), "--quant", "fp32", "--out", str(tmp_path / "fp32"), "--no-optimize"])
+    report = main([str(tiny_student_dir), "--quant", "int4", "--out", str(tmp_path / "int4"), "--no-optimize", "--ort",
+                   "--embedding-cold-share", "0.5", "--embedding-cold-block", "16", "--agreement-sets",
+                   "wordnet-val-t2t", "--agreement-sample", "40"])
+    manifest = load_manifest(tmp_path / "int4").data
+    assert manifest["text_encoder"]["quantization"] == "int4" and report["embedding_split"]["cold_block"] == 16
+    assert manifest["text_encoder"]["ort_file"] == "text_encoder_int4.ort"  # no uint4 table left to refuse it
+    assert all(p["min_cosine"] >= 0.9999 for p in report["ort_parity"].values())
+    (row,) = report["agreement"]
+    assert row["mean_cosine"] > 0.95 and row["top10_overlap"] > 0.6
+    plain = main([str(tiny_student_dir), "--quant", "int4", "--out", str(tmp_path / "plain"), "--no-optimize",
+                  "--embedding-cold-share", "0", "--agreement-sets", "wordnet-val-t2t", "--agreement-sample", "40"])
+    assert "embedding_split" not in plain and report["bundle_bytes"] < fp32["bundle_bytes"]
+    reference = Retriever.open(tmp_path / "fp32").embed_texts(TEXTS)
+    assert float((Retriever.open(tmp_path / "int4").embed_texts(TEXTS) * reference).sum(1).min()) > 0.9
+
+
 @pytest.mark.parametrize("bad", [{"embedding_cold_share": 1.0}, {"embedding_cold_share": -0.1},
                                  {"embedding_cold_block": 48}, {"embedding_cold_block": 8}])
 def test_options_reject_an_impossible_embedding_split(bad):

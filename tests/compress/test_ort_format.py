@@ -28,8 +28,13 @@ def test_update_replaces_only_the_marked_block(tmp_path):
         main([str(FIXTURE), "--update", str(tmp_path / "plain.md")])
 
 
-def test_int4_text_towers_get_no_ort_twin():
+def test_towers_storing_4_bit_tensors_get_no_ort_twin(fp32_onnx, tmp_path):
     from edgeret.compress.bundle import ort_towers
+    from edgeret.compress.quantize import has_4bit_tensors, quantize_int4
 
-    assert ort_towers("int4") == ("image",)  # the INT8 image tower of an INT4 bundle still gets one
-    assert ort_towers("int8") == ort_towers("fp32") == ("text", "image")
+    gathered = quantize_int4(fp32_onnx["text"], tmp_path / "gathered.onnx")  # GatherBlockQuantized: uint4 table
+    packed = quantize_int4(fp32_onnx["text"], tmp_path / "packed.onnx", gather=False)  # MatMulNBits packs in uint8
+    assert has_4bit_tensors(gathered) and not has_4bit_tensors(packed) and not has_4bit_tensors(fp32_onnx["image"])
+    assert ort_towers({"text": gathered, "image": fp32_onnx["image"]}) == ("image",)
+    assert ort_towers({"text": packed, "image": fp32_onnx["image"]}) == ("text", "image")
+    assert ort_towers({"text": packed}) == ("text",)
