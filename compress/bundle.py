@@ -64,8 +64,9 @@ class CompressOptions:
     check_agreement: bool = True
     keep_work: bool = False
     ort: bool = False  # also write .ort models + required_operators.config (onnxruntime mobile)
-    #: INT8 text towers: share of the vocabulary (the rarest tokens of the training texts) whose embedding
-    #: rows are stored at 4 bits instead of 8 (compress.embedding_split); 0 keeps every row at 8 bits
+    #: INT8 and INT4 text towers: share of the vocabulary (the rarest tokens of the training texts) whose embedding
+    #: rows are stored at 4 bits instead of 8 (compress.embedding_split); 0 keeps every row at 8 bits (INT8) or
+    #: every row 4-bit in one GatherBlockQuantized table (INT4)
     embedding_cold_share: float = 0.95
     #: the cold rows' quantisation block (values sharing one float16 scale and a 4-bit zero point): 32 costs 0.6
     #: bits per value in scales and zero points, 128 a quarter of that, at a larger rounding error

@@ -86,8 +86,8 @@ def text_tower(model: DualEncoder, work: Path, mode: str, options: Any, cal: Cal
 
 def _split(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Calibration,
            extra: dict[str, Any]) -> tuple[Path, list[str]] | None:
-    """With ``embedding_cold_share``: the graph with the rarest tokens' embedding rows at 4 bits (the hot rows
-    still float, for the quantiser) and the node the quantiser must leave alone; None without a split."""
+    """With ``embedding_cold_share``: the graph with the word embedding split (hot rows 8-bit, the rarest
+    tokens' rows 4-bit) and the node (its int16 remap) the quantiser must leave alone; None without a split."""
     if options.embedding_cold_share <= 0:
         return None
     counts = token_counts(model.tokenizer, cal.training_texts())
@@ -110,12 +110,13 @@ def _text_int8(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Cal
 
 def _text_int4(model: DualEncoder, raw: Path, work: Path, options: Any, cal: Calibration,
                extra: dict[str, Any]) -> Path:
-    """INT4 text tower: MatMulNBits weights; the embedding table split as INT8's (hot rows 8-bit, the rest 4-bit
+    """INT4 text tower: MatMulNBits weights; the word embedding split as INT8's (hot rows 8-bit, the rest 4-bit
     with float16 block scales, storable in the ORT format), or, without a split, all rows GatherBlockQuantized."""
     split = _split(model, raw, work, options, cal, extra)
     if split is None:
         return q.quantize_int4(raw, work / "text_int4.onnx", block_size=options.block_size)
     source, exclude = split
+    # the remaining float tables (position and token-type embeddings) at 8 bits, as INT8's are
     hot = q.quantize_text_int8(source, work / "text_hot8.onnx", per_channel=options.per_channel, exclude=exclude,
                                ops=("Gather",))
     return q.quantize_int4(hot, work / "text_int4.onnx", block_size=options.block_size, gather=False)

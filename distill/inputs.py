@@ -47,6 +47,11 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+def corpus_identity(caches: Sequence) -> list:
+    """What the teacher caches say their corpora are (name, meta, count, id hash): part of a prepared file's key."""
+    return [cache.meta.get("corpus") for cache in caches]
+
+
 def find_prepared(name: str, workdir: Path, reuse: Sequence[Path] = ()) -> Path | None:
     """The first existing file ``name`` in ``workdir`` or in the earlier runs' folders ``reuse`` (read only)."""
     for folder in (workdir, *reuse):
@@ -71,15 +76,16 @@ class TokenTable:
 
     @classmethod
     def build(cls, texts: Iterable[str], count: int, tokenizer: Tokenizer, max_length: int, workdir: Path,
-              progress: bool = False, reuse: Sequence[Path] = ()) -> TokenTable:
+              progress: bool = False, reuse: Sequence[Path] = (), identity: object = None) -> TokenTable:
         """Tokenise ``texts`` (``count`` of them) without padding, truncated at ``max_length``; reused when the
-        same texts and tokenizer were tokenised before in ``workdir`` or in one of the ``reuse`` folders."""
+        same texts and tokenizer were tokenised before in ``workdir`` or in one of the ``reuse`` folders
+        (``identity``, e.g. :func:`corpus_identity`, goes into the key with the count and the first texts)."""
         tok = Tokenizer.from_str(tokenizer.to_str())
         tok.no_padding()
         tok.enable_truncation(max_length)
         texts = iter(texts)
         first = [t for _, t in zip(range(_CHUNK), texts, strict=False)]
-        key = _key(tok.to_str(), max_length, count, first[:64])
+        key = _key(tok.to_str(), max_length, count, first[:64], *([identity] if identity is not None else []))
         found = [find_prepared(f"tokens-{key}{suffix}.npy", workdir, reuse) for suffix in ("", ".lengths")]
         if found[0] is not None and found[1] is not None and found[0].parent == found[1].parent:
             return cls(np.load(found[0], mmap_mode="r"), np.load(found[1]))
@@ -141,7 +147,7 @@ class PixelStore:
             logger.info("%d training images exceed the pixel store limit: decoding them per batch", data.n_images)
             return store
         ids = [item[3] for item in data.image_items()]
-        path = workdir / f"pixels-{_key(ids, preprocessor.to_dict())}.npy"
+        path = workdir / f"pixels-{_key(ids, preprocessor.to_dict(), corpus_identity(data.images.caches))}.npy"
         found = find_prepared(path.name, workdir, reuse)
         if found is not None:
             logger.info("reusing pre-rendered train images %s", found)
@@ -150,7 +156,7 @@ class PixelStore:
         workdir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npy")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(data.n_images, size, size, 3))
-        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:  # rendering and resizing release the GIL
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:  # resizing and decoding release the GIL
             decoded = pool.map(store._decode, data.image_items())
             for i, pixels in enumerate(tqdm(decoded, total=data.n_images, desc="rendering train images", unit="img",
                                             disable=not progress)):

@@ -233,8 +233,14 @@ def run_epochs(
     ``stop_after`` ends this call after that many optimisation steps (state saved), as an
     interruption would; calling again resumes. The image tower runs channels-last meanwhile (:func:`nhwc`).
     """
-    with nhwc(model):
-        return _run_epochs(model, sampler, loss_config, settings, state_dir, validate, on_best, stop_after, progress)
+    trainable = {p: p.requires_grad for p in model.parameters()}
+    try:
+        with nhwc(model):
+            return _run_epochs(model, sampler, loss_config, settings, state_dir, validate, on_best, stop_after,
+                               progress)
+    finally:  # frozen_towers hold only for this run
+        for p, flag in trainable.items():
+            p.requires_grad_(flag)
 
 
 def _run_epochs(model: DualEncoder, sampler: BatchSampler, loss_config: LossConfig, settings: TrainSettings,

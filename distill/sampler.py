@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inputs import PixelStore, TokenTable, find_prepared, normalise_pixels
+from .inputs import PixelStore, TokenTable, corpus_identity, find_prepared, normalise_pixels
 from .pairs import TrainData
 
 #: seed streams of the text cycles (the image order uses [seed, epoch])
@@ -80,7 +80,8 @@ class BatchSampler:
         tokens = pixels = features = None
         if model.text is not None and len(data.texts):
             tokens = TokenTable.build(data.iter_texts(), len(data.texts), model.tokenizer,
-                                      model.config.text.max_length, workdir, progress, reuse)
+                                      model.config.text.max_length, workdir, progress, reuse,
+                                      identity=corpus_identity(data.texts.caches))
         if model.image is not None and data.n_images:
             pixels = PixelStore.build(data, model.preprocessor, workdir, progress, reuse=reuse)
             if prefix and model.config.image.frozen_blocks and pixels.stored:

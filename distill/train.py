@@ -131,7 +131,7 @@ def _prepare_model(preset: Preset, caches: Sequence[TeacherCache], data: TrainDa
     """A fresh student (vocabulary pruned to the train texts), or the saved initial one when resuming."""
     if resuming:
         saved = json.loads((state_dir / "run.json").read_text())
-        if saved != preset.to_dict():
+        if Preset.from_dict(saved).to_dict() != preset.to_dict():  # a run saved before a field was added resumes
             raise ValueError(f"saved training state in {state_dir} was made with another preset; use --fresh")
         return load_student(state_dir / "init")
     first = caches[0]

@@ -95,6 +95,8 @@ class StandinTeacher(Teacher):
         """
         if image_runtime not in IMAGE_RUNTIMES:
             raise ValueError(f"image_runtime must be one of {IMAGE_RUNTIMES}, got {image_runtime!r}")
+        if image_runtime == "onnxruntime" and torch.device(device).type != "cpu":
+            raise ValueError(f"image_runtime='onnxruntime' runs on the CPU; on {device} use image_runtime='torch'")
         self.device = torch.device(device)
         self.text_max_length = text_max_length
         self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())

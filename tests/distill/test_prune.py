@@ -148,6 +148,7 @@ def test_recovery_leaves_the_tower_pruning_left_whole_as_it_was(tiny_student, ca
     assert report["pruned"]["whole_towers"] == ["image"] and report["recovered"]["steps"] == 3
     assert list(report["recovered"]["settings"]["frozen_towers"]) == ["image"]
     assert _same(pruned.image, tiny_student.image)  # weights and batch-norm statistics as trained
+    assert any(p.requires_grad for p in pruned.image.parameters())  # frozen for the recovery run only
     untrained = prune_student(tiny_student, config)
     assert not _same(pruned.text, untrained.text)  # the pruned tower was recovered
 

@@ -132,3 +132,13 @@ def test_recovery_reuses_the_training_runs_prepared_inputs(caches, tmp_path, mon
     assert prefixes[-1].parent == state and prefixes[-1].name.startswith("prefix-")
     _, _ = prune_and_recover(load_student(tmp_path / "s"), config, opened, max_steps=1, work_dir=tmp_path)
     assert [n for n in written if n.startswith("pixels-")] and prefixes[-1].parent != state  # without: prepared
+
+
+def test_a_run_saved_before_a_settings_field_existed_resumes(caches, tmp_path):
+    first = main(_args(caches, tmp_path / "old", "--stop-after-steps", "1"))
+    assert not first.finished
+    run = tmp_path / "old" / "train_state" / "run.json"
+    saved = json.loads(run.read_text())
+    del saved["train"]["frozen_towers"]  # as an older version wrote it
+    run.write_text(json.dumps(saved))
+    assert main(_args(caches, tmp_path / "old")).finished
