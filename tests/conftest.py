@@ -48,3 +48,17 @@ def real_texts():
     from edgeret.data.samples import real_texts
 
     return real_texts(30) + ["long " * 80]
+
+
+@pytest.fixture(scope="session")
+def caches(tmp_path_factory):
+    """Tiny openmoji and wordnet teacher caches from distill's cheap fake teacher (dim 64 like the student)."""
+    from edgeret.data.corpora import build_corpus
+    from edgeret.distill.cache import build_cache
+    from tests.distill.fake_teacher import FakeTeacher
+
+    root = tmp_path_factory.mktemp("caches")
+    teacher = FakeTeacher(dim=64)
+    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
+    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
+    return root

@@ -11,20 +11,6 @@ from edgeret.runtime.retriever import Retriever
 TEXTS = ["red apple", "flag: France", "a dog running on the beach", "to breathe in", "grinning face with big eyes"]
 
 
-@pytest.fixture(scope="module")
-def caches(tmp_path_factory):
-    """Tiny openmoji and wordnet teacher caches from distill's cheap fake teacher (dim 64 like the student)."""
-    from edgeret.data.corpora import build_corpus
-    from edgeret.distill.cache import build_cache
-    from tests.distill.fake_teacher import FakeTeacher
-
-    root = tmp_path_factory.mktemp("caches")
-    teacher = FakeTeacher(dim=64)
-    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
-    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
-    return root
-
-
 def test_fp32_bundle_opens_in_retriever_and_matches_torch(tiny_student_dir, tiny_student, real_images, tmp_path):
     options = CompressOptions(quant="fp32", parity_texts=16, parity_images=6)
     report = build_bundle(tiny_student_dir, tmp_path / "bundle", options)

@@ -121,17 +121,11 @@ def test_trained_loss_reads_the_train_report_and_tolerates_another_versions(tiny
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory):
-    """Tiny openmoji and wordnet caches from a cheap deterministic teacher."""
-    from edgeret.data.corpora import build_corpus
-    from edgeret.distill.cache import build_cache, load_cache
-    from tests.distill.fake_teacher import FakeTeacher
+def opened(caches):
+    """The shared tiny caches (tests/conftest.py), opened."""
+    from edgeret.distill.cache import load_cache
 
-    root = tmp_path_factory.mktemp("caches")
-    teacher = FakeTeacher(dim=64)
-    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
-    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
-    return [load_cache(root / "om"), load_cache(root / "wn")]
+    return [load_cache(caches / "om"), load_cache(caches / "wn")]
 
 
 def _same(a, b):
@@ -139,12 +133,12 @@ def _same(a, b):
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_recovery_leaves_the_tower_pruning_left_whole_as_it_was(tiny_student, caches, tmp_path):
+def test_recovery_leaves_the_tower_pruning_left_whole_as_it_was(tiny_student, opened, tmp_path):
     from edgeret.distill.pruning.recover import RECOVERY_TRAIN, prune_and_recover
 
     config = PruneConfig(ratio=0.5, image_ratio=0.0)
     train = dataclasses.replace(RECOVERY_TRAIN, epochs=3)  # the tiny caches make one step per epoch
-    pruned, report = prune_and_recover(tiny_student, config, caches, train=train, work_dir=tmp_path)
+    pruned, report = prune_and_recover(tiny_student, config, opened, train=train, work_dir=tmp_path)
     assert report["pruned"]["whole_towers"] == ["image"] and report["recovered"]["steps"] == 3
     assert list(report["recovered"]["settings"]["frozen_towers"]) == ["image"]
     assert _same(pruned.image, tiny_student.image)  # weights and batch-norm statistics as trained
@@ -153,13 +147,14 @@ def test_recovery_leaves_the_tower_pruning_left_whole_as_it_was(tiny_student, ca
     assert not _same(pruned.text, untrained.text)  # the pruned tower was recovered
 
 
-def test_recovery_trains_both_towers_when_both_were_cut_and_nothing_when_nothing_was(tiny_student, caches, tmp_path):
+def test_recovery_trains_both_towers_when_both_were_cut_and_nothing_when_nothing_was(tiny_student, opened,
+                                                                                       tmp_path):
     from edgeret.distill.pruning.recover import RECOVERY_TRAIN, prune_and_recover
 
-    pruned, report = prune_and_recover(tiny_student, PruneConfig(ratio=0.5), caches, train=RECOVERY_TRAIN,
+    pruned, report = prune_and_recover(tiny_student, PruneConfig(ratio=0.5), opened, train=RECOVERY_TRAIN,
                                        max_steps=2, work_dir=tmp_path)
     assert report["pruned"]["whole_towers"] == [] and not report["recovered"]["settings"]["frozen_towers"]
-    whole, report = prune_and_recover(tiny_student, PruneConfig(ratio=0.0, head_channel_ratio=0.0), caches,
+    whole, report = prune_and_recover(tiny_student, PruneConfig(ratio=0.0, head_channel_ratio=0.0), opened,
                                       train=RECOVERY_TRAIN, max_steps=2, work_dir=tmp_path)
     assert report["pruned"]["whole_towers"] == ["text", "image"] and "recovered" not in report
     assert _same(whole, tiny_student)

@@ -4,21 +4,8 @@ import numpy as np
 import pytest
 
 from edgeret.cli.distill import run as main
-from edgeret.data.corpora import build_corpus
-from edgeret.distill.cache import build_cache
 from edgeret.distill.presets import load_preset
 from edgeret.distill.student import load_student
-from tests.distill.fake_teacher import FakeTeacher
-
-
-@pytest.fixture(scope="module")
-def caches(tmp_path_factory):
-    """Tiny openmoji and wordnet caches from a cheap deterministic teacher."""
-    root = tmp_path_factory.mktemp("caches")
-    teacher = FakeTeacher(dim=64)
-    build_cache(teacher, build_corpus("openmoji", augment_copies=1, limit=12), root / "om", progress=False)
-    build_cache(teacher, build_corpus("wordnet", limit=120), root / "wn", progress=False)
-    return root
 
 
 def _args(caches, out, *extra):
